@@ -1,0 +1,107 @@
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "darknet.h"
+#include "yolo_layer.h"
+
+#include "pdl_glue.h"
+#include "pdl_report.h"
+
+static int valid(const pdl_params *p)
+{
+    long long outputs;
+    int i;
+
+    if (p->batch < 1 || p->w < 1 || p->h < 1 || p->n < 1) return 0;
+    if (p->classes < 1 || p->total < p->n || p->net_w < 1 || p->net_h < 1)
+        return 0;
+    if (p->max_boxes < 0 || p->max_boxes > PDL_TRUTH_ROWS) return 0;
+    if (!p->mask || !p->anchors) return 0;
+    for (i = 0; i < p->n; ++i) {
+        if (p->mask[i] < 0 || p->mask[i] >= p->total) return 0;
+    }
+
+    /* upstream indexes with int: batch * outputs must fit */
+    outputs = (long long)p->w * p->h * p->n * (p->classes + 5);
+    return outputs * p->batch <= INT_MAX;
+}
+
+static void read_stats(const pdl_report *report, pdl_stats *stats)
+{
+    stats->region = (int)report->values[0];
+    stats->avg_iou = (float)report->values[1];
+    stats->avg_class = (float)report->values[2];
+    stats->avg_obj = (float)report->values[3];
+    stats->avg_no_obj = (float)report->values[4];
+    stats->recall50 = (float)report->values[5];
+    stats->recall75 = (float)report->values[6];
+    stats->count = (int)report->values[7];
+}
+
+int pdl_forward(const pdl_params *p, const float *input, const float *truth,
+                float *output, float *delta, float *cost, pdl_stats *stats)
+{
+    layer l;
+    network net;
+    float *own_output;
+    float *own_delta;
+    float *own_cost;
+    float layer_cost = 0;
+    pdl_report report;
+    int i;
+
+    if (!valid(p) || (p->train && !truth)) return PDL_EINVAL;
+
+    /*
+     * Build the layer the way parse_yolo does, for one image so that its
+     * own buffers stay small, then point it at the caller's buffers:
+     * upstream writes output, delta and cost in place.
+     */
+    l = make_yolo_layer(1, p->w, p->h, p->n, p->total, (int *)p->mask,
+                        p->classes);
+    own_output = l.output;
+    own_delta = l.delta;
+    own_cost = l.cost;
+    if (!l.biases || !own_cost) {
+        free(l.biases);
+        free(l.bias_updates);
+        free(own_output);
+        free(own_delta);
+        free(own_cost);
+        return PDL_ENOMEM;
+    }
+    for (i = 0; i < 2 * p->total; ++i) l.biases[i] = p->anchors[i];
+    l.batch = p->batch;
+    l.max_boxes = p->max_boxes;
+    l.ignore_thresh = p->ignore_thresh;
+    l.truth_thresh = p->truth_thresh;
+    l.output = output;
+    l.delta = delta;
+    l.cost = &layer_cost;
+
+    memset(&net, 0, sizeof(net));
+    net.input = (float *)input;
+    net.truth = (float *)truth;
+    net.train = p->train;
+    net.w = p->net_w;
+    net.h = p->net_h;
+    net.index = p->index;
+
+    memset(&report, 0, sizeof(report));
+    pdl_capture(&report);
+    forward_yolo_layer(l, net);
+    pdl_capture(NULL);
+
+    free(l.biases);
+    free(l.bias_updates);
+    free(own_output);
+    free(own_delta);
+    free(own_cost);
+
+    if (!p->train) return PDL_OK;
+    if (report.n_lines != 1 || report.n_values != 8) return PDL_EREPORT;
+    *cost = layer_cost;
+    read_stats(&report, stats);
+    return PDL_OK;
+}

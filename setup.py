@@ -1,0 +1,111 @@
+"""Build pydarknet_loss: upstream Darknet's YOLO layer as a Cython module.
+
+Environment switches, each echoed in the build summary:
+
+- ``DARKNET_SRC``: the Darknet source folder to compile (default: the
+  pinned tree, fetched into ``darknet_src/upstream/`` when missing).
+"""
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE = ROOT / "pydarknet_loss"
+UPSTREAM_DATA = PACKAGE / "_upstream"
+
+# Upstream files that the package carries at run time: the default
+# network for the main job and the COCO class names.
+DATA_FILES = ("cfg/yolov3.cfg", "cfg/yolov3-tiny.cfg", "data/coco.names", "LICENSE")
+
+
+def load_by_path(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = load_by_path("pydarknet_build", PACKAGE / "_build.py")
+fetch = load_by_path("pydarknet_fetch", ROOT / "darknet_src" / "fetch.py")
+
+
+def say(message):
+    print(f"pydarknet_loss: {message}", file=sys.stderr)
+
+
+def prepare_tree():
+    """Return the upstream tree to compile, fetching the pinned one if needed."""
+    tree = build.source_tree()
+    if tree == build.DEFAULT_TREE:
+        try:
+            fetch.fetch(tree)
+        except fetch.FetchError as error:
+            raise build.BuildError(str(error)) from None
+        say(f"upstream {build.pinned_commit()} (verified) in {tree}")
+    else:
+        differing = fetch.mismatched_files(tree)
+        build.check_tree(tree)
+        if differing:
+            say(f"DARKNET_SRC={tree} differs from the pinned tree in: "
+                + ", ".join(differing))
+        else:
+            say(f"DARKNET_SRC={tree} matches the pinned tree")
+    build.check_tree(tree)
+    return tree
+
+
+def copy_data(tree):
+    for name in DATA_FILES:
+        target = UPSTREAM_DATA / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(tree) / name
+        if source.is_file():
+            shutil.copyfile(source, target)
+
+
+class BuildPy(build_py):
+    def run(self):
+        copy_data(prepare_tree())
+        super().run()
+
+
+class BuildExt(build_ext):
+    def run(self):
+        self.tree = prepare_tree()
+        copy_data(self.tree)
+        super().run()
+
+    def build_extension(self, ext):
+        ext.extra_objects = build.compile_upstream(
+            self.compiler, self.tree, self.build_temp
+        )
+        ext.extra_compile_args = build.GLUE_CFLAGS
+        ext.include_dirs = [
+            str(self.tree / "include"),
+            str(self.tree / "src"),
+            str(build.GLUE),
+        ]
+        super().build_extension(ext)
+
+
+cpu = Extension(
+    "pydarknet_loss._yolo_cpu",
+    sources=[
+        "pydarknet_loss/_yolo_cpu.pyx",
+        "darknet_src/glue/pdl_glue.c",
+        "darknet_src/glue/pdl_report.c",
+    ],
+    libraries=["m"],
+)
+
+setup(
+    ext_modules=cythonize([cpu], compiler_directives={"language_level": 3}),
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
+)
