@@ -1,0 +1,40 @@
+"""Shared fixtures: the three YOLOv3 layers and seeded inputs."""
+
+import numpy as np
+import pytest
+
+from pydarknet_loss import YoloLayer
+
+YOLOV3_ANCHORS = (
+    10, 13, 16, 30, 33, 23, 30, 61, 62, 45, 59, 119, 116, 90, 156, 198, 373, 326
+)
+# yolov3.cfg at 608: the mask and grid of each [yolo] layer, coarse first.
+YOLOV3_LAYERS = (((6, 7, 8), 19), ((3, 4, 5), 38), ((0, 1, 2), 76))
+
+
+def yolov3_layer(position, classes=80, **options):
+    mask, grid = YOLOV3_LAYERS[position]
+    layer = YoloLayer(
+        classes=classes,
+        anchors=YOLOV3_ANCHORS,
+        mask=mask,
+        net_w=608,
+        net_h=608,
+        index=(82, 94, 106)[position],
+        **options,
+    )
+    return layer, grid
+
+
+def random_truth(rng, batch, k, classes=80):
+    """Return truth rows with centres inside the image and sizes in (0, 1]."""
+    truth = np.zeros((batch, k, 5), dtype=np.float32)
+    truth[:, :, 0:2] = rng.uniform(0.01, 0.99, size=(batch, k, 2))
+    truth[:, :, 2:4] = rng.uniform(0.02, 0.9, size=(batch, k, 2))
+    truth[:, :, 4] = rng.integers(0, classes, size=(batch, k))
+    return truth
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20180914)
