@@ -167,6 +167,10 @@ class YoloLayer:
         self.net_h = _positive_int("net_h", net_h)
         self.ignore_thresh = _threshold("ignore_thresh", ignore_thresh)
         self.truth_thresh = _threshold("truth_thresh", truth_thresh)
+        if self.truth_thresh < 0:
+            # every prediction's best IoU, 0 without truths, would exceed
+            # it, and upstream would train toward the row that ends the list
+            raise ValueError(f"truth_thresh must be >= 0, got {self.truth_thresh}")
         self.max_boxes = _positive_int("max_boxes", max_boxes)
         if self.max_boxes > TRUTH_ROWS:
             raise ValueError(
