@@ -27,10 +27,14 @@ def yolov3_layer(position, classes=80, **options):
 
 
 def random_truth(rng, batch, k, classes=80):
-    """Return truth rows with centres inside the image and sizes in (0, 1]."""
+    """Return truth rows with centres inside the image.
+
+    Sizes are log-uniform in [0.01, 0.9], so that every YOLOv3 layer
+    holds the best anchor of some truths.
+    """
     truth = np.zeros((batch, k, 5), dtype=np.float32)
     truth[:, :, 0:2] = rng.uniform(0.01, 0.99, size=(batch, k, 2))
-    truth[:, :, 2:4] = rng.uniform(0.02, 0.9, size=(batch, k, 2))
+    truth[:, :, 2:4] = np.exp(rng.uniform(np.log(0.01), np.log(0.9), (batch, k, 2)))
     truth[:, :, 4] = rng.integers(0, classes, size=(batch, k))
     return truth
 

@@ -1,0 +1,123 @@
+"""The ``pydarknet-loss check`` command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from pydarknet_loss import check, cli
+from pydarknet_loss.cfg import read_yolo_layers
+from pydarknet_loss.labels import default_labels_dir, load_truth
+
+
+def run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "pydarknet_loss", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_default_check_passes(tmp_path):
+    completed = run("check", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for index in (82, 94, 106):
+        assert f"[yolo] layer {index}" in completed.stdout
+    assert completed.stdout.rstrip().splitlines()[-1].startswith("OK:")
+    assert completed.stderr == ""
+
+
+def test_console_script_runs(tmp_path):
+    completed = subprocess.run(
+        ["pydarknet-loss", "check", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_json_report_verdicts(capsys):
+    assert cli.main(["check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert len(report["images"]) == 7
+    for layer in report["layers"]:
+        components = layer["components"]
+        assert components["x"]["verdict"] == "BCE on sigmoid"
+        assert components["y"]["verdict"] == "BCE on sigmoid"
+        assert components["w"]["verdict"] == "squared error"
+        assert components["no_object"]["verdict"] == "BCE on sigmoid"
+        assert components["x"]["entries"] > 0
+        assert layer["ignored"] > 0
+        assert components["x"]["max_diff_mse"] > 100 * report["tolerance"]
+
+
+def test_labels_file_and_list(tmp_path, capsys):
+    images = tmp_path / "images"
+    labels = tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    (labels / "a.txt").write_text("3 0.5 0.5 0.2 0.3\n16 0.25 0.7 0.05 0.1\n")
+    listing = tmp_path / "train.txt"
+    listing.write_text(f"{images / 'a.jpg'}\n")
+
+    for source in (labels / "a.txt", labels, listing):
+        assert cli.main(["check", "--json", "--labels", str(source)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert len(report["images"]) == 1
+
+
+def test_logits_npz_by_name_and_shape(tmp_path, capsys):
+    truth, _ = load_truth(default_labels_dir())
+    layers = read_yolo_layers(cli.default_cfg())
+    by_name = {
+        "layer94": check.seeded_logits(layers[1], truth, 5),
+    }
+    np.savez(tmp_path / "named.npz", **by_name)
+    np.save(tmp_path / "shaped.npy", check.seeded_logits(layers[2], truth, 5))
+
+    assert cli.main(["check", "--json", "--logits", str(tmp_path / "named.npz")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [layer["index"] for layer in report["layers"]] == [94]
+
+    assert cli.main(["check", "--json", "--logits", str(tmp_path / "shaped.npy")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [layer["index"] for layer in report["layers"]] == [106]
+
+
+def test_logits_of_no_layer_rejected(tmp_path, capsys):
+    np.save(tmp_path / "odd.npy", np.zeros((7, 255, 20, 20), dtype=np.float32))
+    assert cli.main(["check", "--logits", str(tmp_path / "odd.npy")]) == 2
+    assert "matches 0 [yolo] layers" in capsys.readouterr().err
+
+
+def test_other_cfg(tmp_path, capsys):
+    tiny = cli.default_cfg().with_name("yolov3-tiny.cfg")
+    assert cli.main(["check", "--json", "--cfg", str(tiny)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [layer["grid"] for layer in report["layers"]] == [[13, 13], [26, 26]]
+
+
+def test_invalid_labels_exit_two(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("80 0.5 0.5 0.1 0.1\n")
+    assert cli.main(["check", "--labels", str(bad)]) == 2
+    assert "class" in capsys.readouterr().err
+
+
+def test_broken_identity_exits_one(monkeypatch, capsys):
+    real = check.yolo_loss
+
+    def doubled_xy(logits, truth, **options):
+        loss = real(logits, truth, **options)
+        loss.gradient[loss.masks["x"]] *= 2
+        return loss
+
+    monkeypatch.setattr(check, "yolo_loss", doubled_xy)
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: x: delta is not -gradient of BCE reading" in out
+    assert "FAILED: y" not in out
