@@ -169,9 +169,7 @@ def check_layer(layer: YoloLayer, logits, truth):
         c.entries for c in components if c.name in ("objectness", "no_object")
     )
 
-    stats = {
-        name: getattr(result.stats, name) for name in (*STATS_NAMES, "count")
-    }
+    stats = {name: getattr(result.stats, name) for name in (*STATS_NAMES, "count")}
     check = LayerCheck(
         index=layer.index,
         grid=(logits.shape[3], logits.shape[2]),

@@ -50,10 +50,12 @@ def load_logits(path, layers, batch):
         with loaded:
             arrays = {key: loaded[key] for key in loaded.files}
 
+    def shape(o):
+        return (batch, len(o.mask) * (5 + o.classes), o.h, o.w)
+
     chosen = {}
     for key, array in arrays.items():
         by_name = [o for o in layers if key == f"layer{o.index}"]
-        shape = lambda o: (batch, len(o.mask) * (5 + o.classes), o.h, o.w)
         by_shape = [o for o in layers if array.shape == shape(o)]
         matches = by_name or by_shape
         if len(matches) != 1:
@@ -158,7 +160,9 @@ def format_report(report, checks):
                 f"  {c.name:<11}{c.entries:>8}  {c.diff_bce:>12.3g}  "
                 f"{c.diff_mse:>12.3g}  {c.verdict}"
             )
-        lines.append(f"  {'untrained':<11}{'':>8}  max |delta| {check.untrained_max:.3g}")
+        lines.append(
+            f"  {'untrained':<11}{'':>8}  max |delta| {check.untrained_max:.3g}"
+        )
         lines.append(
             f"  cost {check.cost:.6g} (||delta||^2 {check.delta_norm2:.6g}); "
             f"loss: BCE reading {check.loss_bce:.6g}, MSE reading {check.loss_mse:.6g}"

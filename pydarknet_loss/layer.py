@@ -89,16 +89,12 @@ def _as_mask_array(mask, total):
             raise ValueError(f"mask must hold integer anchor indices, got {mask}")
     array = array.astype(np.int64)
     if np.any(array < 0) or np.any(array >= total):
-        raise ValueError(
-            f"mask {array.tolist()} indexes outside the {total} anchors"
-        )
+        raise ValueError(f"mask {array.tolist()} indexes outside the {total} anchors")
     return array.astype(np.intc)
 
 
 def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, np.integer)
-    ):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 < value <= INT_MAX:
         raise ValueError(f"{name} must be a positive int32, got {value}")
@@ -292,8 +288,7 @@ class YoloLayer:
             raise TypeError(f"logits must be real numbers, got dtype {array.dtype}")
         if array.ndim != 4:
             raise ValueError(
-                "logits must be [batch, n*(5+classes), h, w], "
-                f"got shape {array.shape}"
+                f"logits must be [batch, n*(5+classes), h, w], got shape {array.shape}"
             )
         batch, channels, h, w = array.shape
         if channels != self.channels:
@@ -329,7 +324,9 @@ class YoloLayer:
         array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
-            raise ValueError(f"truth[{image}, {row}] is not finite: {array[image, row]}")
+            raise ValueError(
+                f"truth[{image}, {row}] is not finite: {array[image, row]}"
+            )
 
         active = _active_rows(array)
         _check_boxes(array, active, h, w, self.classes)

@@ -261,4 +261,3 @@ def test_anchors_reach_upstream(rng):
     assert small_first.delta.reshape(2, 6, 4, 4)[0, 0, 2, 2] != 0
     assert large_first.delta.reshape(2, 6, 4, 4)[1, 0, 2, 2] != 0
     assert large_first.delta.reshape(2, 6, 4, 4)[0, 0, 2, 2] == 0
-
