@@ -51,7 +51,7 @@ class YoloStats:
 
 @dataclass(frozen=True)
 class YoloResult:
-    """What one forward pass of the layer computes.
+    """The arrays and values of one forward pass of the layer.
 
     ``delta`` is Darknet's delta: minus the gradient of the loss with
     respect to the logits.  ``cost`` is ``sum(delta**2)`` in float32, as
@@ -136,8 +136,8 @@ class YoloLayer:
     Notes
     -----
     Upstream ``make_yolo_layer`` fixes the truth buffer at 90 rows per
-    image (``l.truths``), so a larger ``max_boxes`` would read the next
-    image's rows; it is rejected here.
+    image (``l.truths``). A larger ``max_boxes`` would read the next
+    image's rows, so it is rejected here.
     """
 
     def __init__(
