@@ -78,6 +78,10 @@ def copy_glue():
     for source in sorted(build.GLUE.glob("*.[ch]")):
         shutil.copyfile(source, GLUE_DATA / source.name)
 
+    # Golden files record which upstream version the reference ran.
+    UPSTREAM_DATA.mkdir(exist_ok=True)
+    shutil.copyfile(build.MANIFEST, UPSTREAM_DATA / "manifest.json")
+
 
 class BuildPy(build_py):
     def run(self):
