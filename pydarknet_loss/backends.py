@@ -35,7 +35,12 @@ REFERENCE = "reference"
 # Options of the reference layer's constructor that a cfg [yolo] section
 # sets; the structural ones (classes, num, mask, anchors, max) are
 # handled separately.
-REFERENCE_OPTIONS = {"ignore_thresh": 0.5, "truth_thresh": 1.0, "jitter": 0.2, "random": 0.0}
+REFERENCE_OPTIONS = {
+    "ignore_thresh": 0.5,
+    "truth_thresh": 1.0,
+    "jitter": 0.2,
+    "random": 0.0,
+}
 
 # Keys of a [yolo] section that are the layer's shape, not options.
 STRUCTURAL_KEYS = ("classes", "num", "mask", "anchors", "max")
@@ -124,8 +129,18 @@ class Backend:
         Default of the cfg's ``max``.
     """
 
-    def __init__(self, name, flavour, source, options, choices, truth_size,
-                 max_truth_rows, default_max_boxes, library=None):
+    def __init__(
+        self,
+        name,
+        flavour,
+        source,
+        options,
+        choices,
+        truth_size,
+        max_truth_rows,
+        default_max_boxes,
+        library=None,
+    ):
         self.name = name
         self.flavour = flavour
         self.source = source
@@ -139,8 +154,18 @@ class Backend:
     def __repr__(self):
         return f"Backend(name={self.name!r}, flavour={self.flavour!r})"
 
-    def layer(self, *, classes, anchors, net_w, net_h, mask=None, max_boxes=None,
-              index=0, **options):
+    def layer(
+        self,
+        *,
+        classes,
+        anchors,
+        net_w,
+        net_h,
+        mask=None,
+        max_boxes=None,
+        index=0,
+        **options,
+    ):
         """Make a layer of this backend.
 
         Parameters
@@ -167,8 +192,14 @@ class Backend:
         values = self.option_values(options)
         if max_boxes is None:
             max_boxes = self.default_max_boxes
-        shape = dict(classes=classes, anchors=anchors, net_w=net_w, net_h=net_h,
-                     mask=mask, index=index)
+        shape = dict(
+            classes=classes,
+            anchors=anchors,
+            net_w=net_w,
+            net_h=net_h,
+            mask=mask,
+            index=index,
+        )
         if self._library is None:
             return YoloLayer(
                 **shape,
@@ -236,7 +267,9 @@ class Backend:
                 try:
                     value = float(value)
                 except (TypeError, ValueError):
-                    raise OptionError(f"{key} must be a number, got {value!r}") from None
+                    raise OptionError(
+                        f"{key} must be a number, got {value!r}"
+                    ) from None
                 if math.isnan(value):
                     raise OptionError(f"{key} must not be NaN")
             values[key] = value
@@ -304,12 +337,21 @@ class BackendLayer(YoloLayer):
             padded = self._check_fork_truth(truth, batch, h, w)
 
         params = _Params(
-            batch=batch, w=w, h=h, n=self.n, total=self.total, classes=self.classes,
+            batch=batch,
+            w=w,
+            h=h,
+            n=self.n,
+            total=self.total,
+            classes=self.classes,
             mask=self.mask.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
             anchors=self.anchors.ctypes.data_as(_FLOAT_P),
-            net_w=self.net_w, net_h=self.net_h,
-            ignore_thresh=self.ignore_thresh, truth_thresh=self.truth_thresh,
-            max_boxes=self.max_boxes, train=truth is not None, index=self.index,
+            net_w=self.net_w,
+            net_h=self.net_h,
+            ignore_thresh=self.ignore_thresh,
+            truth_thresh=self.truth_thresh,
+            max_boxes=self.max_boxes,
+            train=truth is not None,
+            index=self.index,
         )
         cost = ctypes.c_float(0)
         stats = _Stats()
@@ -334,8 +376,9 @@ class BackendLayer(YoloLayer):
         stats_values = None
         if has_stats.value:
             stats_values = YoloStats(*(getattr(stats, f) for f, _ in _Stats._fields_))
-        return YoloResult(output=output, delta=delta, cost=float(cost.value),
-                          stats=stats_values)
+        return YoloResult(
+            output=output, delta=delta, cost=float(cost.value), stats=stats_values
+        )
 
     def _check_fork_truth(self, truth, batch, h, w):
         """Return truth as the fork's [batch, rows, truth_size] buffer."""
@@ -343,7 +386,11 @@ class BackendLayer(YoloLayer):
         array = np.asarray(truth)
         if array.dtype.kind not in "fiub":
             raise TypeError(f"truth must be real numbers, got dtype {array.dtype}")
-        if array.ndim != 3 or array.shape[0] != batch or array.shape[2] not in (5, size):
+        if (
+            array.ndim != 3
+            or array.shape[0] != batch
+            or array.shape[2] not in (5, size)
+        ):
             raise ValueError(
                 f"truth must be [batch={batch}, k, 5] rows (x, y, w, h, class)"
                 + (f" or [batch, k, {size}] with a track id" if size != 5 else "")
@@ -359,7 +406,9 @@ class BackendLayer(YoloLayer):
         array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
-            raise ValueError(f"truth[{image}, {row}] is not finite: {array[image, row]}")
+            raise ValueError(
+                f"truth[{image}, {row}] is not finite: {array[image, row]}"
+            )
 
         # The reference layer's checks, on the first five values of a row.
         active = _active_rows(array)
@@ -415,7 +464,11 @@ def _open_library(path):
     library.pdl_fork_forward.argtypes = [
         ctypes.POINTER(_Params),
         ctypes.POINTER(ctypes.c_double),
-        _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P,
+        _FLOAT_P,
+        _FLOAT_P,
+        _FLOAT_P,
+        _FLOAT_P,
+        _FLOAT_P,
         ctypes.POINTER(_Stats),
         ctypes.POINTER(ctypes.c_int),
     ]

@@ -30,42 +30,166 @@ COMPONENTS = ("x", "y", "w", "h", "objectness", "no_object", "classes")
 DEFAULT_TOLERANCE = 1e-5
 GOLDEN_FORMAT = 1
 
-YOLOV3_ANCHORS = (10, 13, 16, 30, 33, 23, 30, 61, 62, 45, 59, 119, 116, 90, 156, 198,
-                  373, 326)
+YOLOV3_ANCHORS = (
+    10,
+    13,
+    16,
+    30,
+    33,
+    23,
+    30,
+    61,
+    62,
+    45,
+    59,
+    119,
+    116,
+    90,
+    156,
+    198,
+    373,
+    326,
+)
 TINY_ANCHORS = (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319)
 
 # Layer shape and truth layout of each generated case.  "truths" is the
 # number of rows per image; "layout" picks how the boxes are placed.
 CASE_SPECS = (
-    dict(name="yolov3-coarse", classes=80, anchors=YOLOV3_ANCHORS, mask=(6, 7, 8),
-         net=(416, 416), grid=(13, 13), batch=2, truths=6, layout="random"),
-    dict(name="yolov3-fine", classes=80, anchors=YOLOV3_ANCHORS, mask=(0, 1, 2),
-         net=(416, 416), grid=(52, 52), batch=1, truths=12, layout="random"),
-    dict(name="tiny-3-classes", classes=3, anchors=TINY_ANCHORS, mask=(0, 1, 2),
-         net=(416, 416), grid=(26, 26), batch=2, truths=8, layout="random"),
-    dict(name="non-square-1-class", classes=1, anchors=YOLOV3_ANCHORS,
-         mask=(3, 4, 5), net=(320, 224), grid=(10, 7), batch=2, truths=3,
-         layout="random"),
-    dict(name="no-truth", classes=20, anchors=TINY_ANCHORS, mask=(3, 4, 5),
-         net=(416, 416), grid=(13, 13), batch=2, truths=0, layout="random"),
-    dict(name="shared-cell", classes=5, anchors=YOLOV3_ANCHORS, mask=(6, 7, 8),
-         net=(416, 416), grid=(13, 13), batch=2, truths=5, layout="one-cell"),
-    dict(name="dense-truths", classes=20, anchors=YOLOV3_ANCHORS, mask=(3, 4, 5),
-         net=(416, 416), grid=(26, 26), batch=1, truths=80, layout="random"),
-    dict(name="cell-edges", classes=4, anchors=TINY_ANCHORS, mask=(0, 1, 2),
-         net=(416, 416), grid=(13, 13), batch=1, truths=6, layout="edges"),
-    dict(name="saturated-logits", classes=6, anchors=YOLOV3_ANCHORS, mask=(6, 7, 8),
-         net=(416, 416), grid=(13, 13), batch=1, truths=4, layout="random",
-         logit_scale=30.0),
-    dict(name="ignore-thresh-0", classes=4, anchors=TINY_ANCHORS, mask=(3, 4, 5),
-         net=(416, 416), grid=(13, 13), batch=1, truths=3, layout="random",
-         options={"ignore_thresh": 0.0}),
-    dict(name="truth-thresh-0.3", classes=4, anchors=YOLOV3_ANCHORS, mask=(6, 7, 8),
-         net=(416, 416), grid=(13, 13), batch=2, truths=5, layout="random",
-         options={"truth_thresh": 0.3}),
-    dict(name="all-anchors-one-layer", classes=2, anchors=TINY_ANCHORS,
-         mask=(0, 1, 2, 3, 4, 5), net=(416, 416), grid=(13, 13), batch=1, truths=6,
-         layout="random"),
+    dict(
+        name="yolov3-coarse",
+        classes=80,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=6,
+        layout="random",
+    ),
+    dict(
+        name="yolov3-fine",
+        classes=80,
+        anchors=YOLOV3_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(52, 52),
+        batch=1,
+        truths=12,
+        layout="random",
+    ),
+    dict(
+        name="tiny-3-classes",
+        classes=3,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(26, 26),
+        batch=2,
+        truths=8,
+        layout="random",
+    ),
+    dict(
+        name="non-square-1-class",
+        classes=1,
+        anchors=YOLOV3_ANCHORS,
+        mask=(3, 4, 5),
+        net=(320, 224),
+        grid=(10, 7),
+        batch=2,
+        truths=3,
+        layout="random",
+    ),
+    dict(
+        name="no-truth",
+        classes=20,
+        anchors=TINY_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=0,
+        layout="random",
+    ),
+    dict(
+        name="shared-cell",
+        classes=5,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=5,
+        layout="one-cell",
+    ),
+    dict(
+        name="dense-truths",
+        classes=20,
+        anchors=YOLOV3_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(26, 26),
+        batch=1,
+        truths=80,
+        layout="random",
+    ),
+    dict(
+        name="cell-edges",
+        classes=4,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=6,
+        layout="edges",
+    ),
+    dict(
+        name="saturated-logits",
+        classes=6,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=4,
+        layout="random",
+        logit_scale=30.0,
+    ),
+    dict(
+        name="ignore-thresh-0",
+        classes=4,
+        anchors=TINY_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=3,
+        layout="random",
+        options={"ignore_thresh": 0.0},
+    ),
+    dict(
+        name="truth-thresh-0.3",
+        classes=4,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=5,
+        layout="random",
+        options={"truth_thresh": 0.3},
+    ),
+    dict(
+        name="all-anchors-one-layer",
+        classes=2,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2, 3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=6,
+        layout="random",
+    ),
 )
 
 
@@ -87,15 +211,30 @@ class Case:
 
     def layer_arguments(self):
         """Return the keyword arguments of :meth:`Backend.layer`."""
-        return dict(classes=self.classes, anchors=self.anchors, mask=self.mask,
-                    net_w=self.net_w, net_h=self.net_h, max_boxes=self.max_boxes,
-                    index=self.index, **self.options)
+        return dict(
+            classes=self.classes,
+            anchors=self.anchors,
+            mask=self.mask,
+            net_w=self.net_w,
+            net_h=self.net_h,
+            max_boxes=self.max_boxes,
+            index=self.index,
+            **self.options,
+        )
 
     def describe(self):
         """Return the case without its arrays, as stored in golden files."""
-        return dict(name=self.name, classes=self.classes, anchors=list(self.anchors),
-                    mask=list(self.mask), net_w=self.net_w, net_h=self.net_h,
-                    max_boxes=self.max_boxes, options=self.options, index=self.index)
+        return dict(
+            name=self.name,
+            classes=self.classes,
+            anchors=list(self.anchors),
+            mask=list(self.mask),
+            net_w=self.net_w,
+            net_h=self.net_h,
+            max_boxes=self.max_boxes,
+            options=self.options,
+            index=self.index,
+        )
 
 
 def _truth_rows(rng, spec):
@@ -148,18 +287,20 @@ def generate_cases(seed=0):
         channels = len(spec["mask"]) * (5 + spec["classes"])
         scale = spec.get("logit_scale", 1.5)
         logits = rng.normal(0, scale, size=(spec["batch"], channels, grid_h, grid_w))
-        cases.append(Case(
-            name=spec["name"],
-            classes=spec["classes"],
-            anchors=tuple(spec["anchors"]),
-            mask=tuple(spec["mask"]),
-            net_w=spec["net"][0],
-            net_h=spec["net"][1],
-            max_boxes=90,
-            logits=logits.astype(np.float32),
-            truth=_truth_rows(rng, spec),
-            options=dict(spec.get("options", {})),
-        ))
+        cases.append(
+            Case(
+                name=spec["name"],
+                classes=spec["classes"],
+                anchors=tuple(spec["anchors"]),
+                mask=tuple(spec["mask"]),
+                net_w=spec["net"][0],
+                net_h=spec["net"][1],
+                max_boxes=90,
+                logits=logits.astype(np.float32),
+                truth=_truth_rows(rng, spec),
+                options=dict(spec.get("options", {})),
+            )
+        )
     return cases
 
 
@@ -177,9 +318,11 @@ class Difference:
     b: float
 
     def __str__(self):
-        return (f"case {self.case} image {self.image} anchor {self.anchor} "
-                f"cell (row {self.row}, col {self.column}) channel {self.channel}: "
-                f"a={self.a:.7g} b={self.b:.7g}")
+        return (
+            f"case {self.case} image {self.image} anchor {self.anchor} "
+            f"cell (row {self.row}, col {self.column}) channel {self.channel}: "
+            f"a={self.a:.7g} b={self.b:.7g}"
+        )
 
 
 @dataclass
@@ -245,14 +388,18 @@ class CompareReport:
         ]
         for name, c in self.components.items():
             first = str(c.first) if c.first else "-"
-            lines.append(f"  {name:<11}{c.entries:>9}  {c.max_difference:>10.3g}  "
-                         f"{c.over_tolerance:>6}  {first}")
+            lines.append(
+                f"  {name:<11}{c.entries:>9}  {c.max_difference:>10.3g}  "
+                f"{c.over_tolerance:>6}  {first}"
+            )
         lines.append(f"  max |cost a - cost b| over cases: {self.cost_difference:.6g}")
         if self.ok:
             lines.append("OK: every component agrees within the tolerance.")
         else:
-            lines.append(f"FAILED: {', '.join(self.differing)} differ by more than "
-                         f"{self.tolerance:g}.")
+            lines.append(
+                f"FAILED: {', '.join(self.differing)} differ by more than "
+                f"{self.tolerance:g}."
+            )
         return "\n".join(lines)
 
 
@@ -264,7 +411,9 @@ def _component_masks(shape, n, delta_a, delta_b):
     for channel, name in enumerate(("x", "y", "w", "h")):
         masks[name][:, :, channel] = True
     masks["classes"][:, :, 5:] = True
-    positive = (delta_a.reshape(blocks)[:, :, 4] > 0) | (delta_b.reshape(blocks)[:, :, 4] > 0)
+    positive = (delta_a.reshape(blocks)[:, :, 4] > 0) | (
+        delta_b.reshape(blocks)[:, :, 4] > 0
+    )
     masks["objectness"][:, :, 4] = positive
     masks["no_object"][:, :, 4] = ~positive
     return {name: mask.reshape(shape) for name, mask in masks.items()}
@@ -288,13 +437,18 @@ def _add_case(report, case, result_a, result_b, tolerance):
             image, channel, row, column = np.argwhere(over)[0]
             per_anchor = shape[1] // n
             component.first = Difference(
-                case=case.name, image=int(image), anchor=int(channel // per_anchor),
-                row=int(row), column=int(column), channel=int(channel % per_anchor),
+                case=case.name,
+                image=int(image),
+                anchor=int(channel // per_anchor),
+                row=int(row),
+                column=int(column),
+                channel=int(channel % per_anchor),
                 a=float(result_a.delta[image, channel, row, column]),
                 b=float(result_b.delta[image, channel, row, column]),
             )
-    report.cost_difference = max(report.cost_difference,
-                                 abs(result_a.cost - result_b.cost))
+    report.cost_difference = max(
+        report.cost_difference, abs(result_a.cost - result_b.cost)
+    )
 
 
 def _resolve(backend):
@@ -307,8 +461,9 @@ def _run(backend, case, options):
     return backend.layer(**arguments).forward(case.logits, case.truth)
 
 
-def compare_backends(a, b, cases=None, *, tolerance=DEFAULT_TOLERANCE, options_a=None,
-                     options_b=None):
+def compare_backends(
+    a, b, cases=None, *, tolerance=DEFAULT_TOLERANCE, options_a=None, options_b=None
+):
     """Run backends ``a`` and ``b`` on the same cases and compare their deltas.
 
     Parameters
@@ -331,12 +486,17 @@ def compare_backends(a, b, cases=None, *, tolerance=DEFAULT_TOLERANCE, options_a
     a = _resolve(a)
     b = _resolve(b)
     cases = generate_cases() if cases is None else cases
-    report = CompareReport(a=a.name, b=b.name, tolerance=tolerance,
-                           cases=[case.name for case in cases],
-                           components={name: ComponentReport(name) for name in COMPONENTS})
+    report = CompareReport(
+        a=a.name,
+        b=b.name,
+        tolerance=tolerance,
+        cases=[case.name for case in cases],
+        components={name: ComponentReport(name) for name in COMPONENTS},
+    )
     for case in cases:
-        _add_case(report, case, _run(a, case, options_a), _run(b, case, options_b),
-                  tolerance)
+        _add_case(
+            report, case, _run(a, case, options_a), _run(b, case, options_b), tolerance
+        )
     return report
 
 
@@ -412,19 +572,29 @@ def read_golden(path):
             raise ValueError(f"{path} is not a pydarknet_loss golden file: no 'meta'")
         meta = json.loads(str(data["meta"]))
         if meta.get("format") != GOLDEN_FORMAT:
-            raise ValueError(f"{path} has golden format {meta.get('format')}, "
-                             f"this package reads {GOLDEN_FORMAT}")
+            raise ValueError(
+                f"{path} has golden format {meta.get('format')}, "
+                f"this package reads {GOLDEN_FORMAT}"
+            )
         cases = []
         results = []
         for i, described in enumerate(meta["cases"]):
             described = dict(described)
             described["anchors"] = tuple(described["anchors"])
             described["mask"] = tuple(described["mask"])
-            case = Case(logits=data[f"{i:03d}_logits"], truth=data[f"{i:03d}_truth"],
-                        **described)
+            case = Case(
+                logits=data[f"{i:03d}_logits"],
+                truth=data[f"{i:03d}_truth"],
+                **described,
+            )
             cases.append(case)
-            results.append(_StoredResult(data[f"{i:03d}_output"], data[f"{i:03d}_delta"],
-                                         float(data[f"{i:03d}_cost"])))
+            results.append(
+                _StoredResult(
+                    data[f"{i:03d}_output"],
+                    data[f"{i:03d}_delta"],
+                    float(data[f"{i:03d}_cost"]),
+                )
+            )
     return meta, cases, results
 
 
@@ -455,11 +625,14 @@ def verify_golden(backend, path, *, tolerance=DEFAULT_TOLERANCE, options=None):
         ``a`` is the checked backend, ``b`` the golden file.
     """
     backend = _resolve(backend)
-    meta, cases, stored = read_golden(path)
-    report = CompareReport(a=backend.name, b=f"golden {Path(path).name}",
-                           tolerance=tolerance,
-                           cases=[case.name for case in cases],
-                           components={name: ComponentReport(name) for name in COMPONENTS})
+    _, cases, stored = read_golden(path)
+    report = CompareReport(
+        a=backend.name,
+        b=f"golden {Path(path).name}",
+        tolerance=tolerance,
+        cases=[case.name for case in cases],
+        components={name: ComponentReport(name) for name in COMPONENTS},
+    )
     for case, result in zip(cases, stored):
         _add_case(report, case, _run(backend, case, options), result, tolerance)
     return report

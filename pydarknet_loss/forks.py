@@ -201,9 +201,7 @@ def detect_flavour(src):
     layer_text = _read(layer_c)
     include_dirs = (str(src / "include"), str(src / "src"))
 
-    alexeyab_signature = re.search(
-        r"layer\s+make_yolo_layer\s*\(([^)]*)\)", layer_text
-    )
+    alexeyab_signature = re.search(r"layer\s+make_yolo_layer\s*\(([^)]*)\)", layer_text)
     alexeyab_forward = re.search(
         r"void\s+forward_yolo_layer\s*\(\s*const\s+layer\s+\w+\s*,\s*network_state\s",
         layer_text,
@@ -217,7 +215,10 @@ def detect_flavour(src):
             )
         return _alexeyab_flavour(src, header_text, layer_text, include_dirs)
 
-    if re.search(r"void\s+forward_yolo_layer\s*\(\s*const\s+layer\s+\w+\s*,\s*network\s", layer_text):
+    if re.search(
+        r"void\s+forward_yolo_layer\s*\(\s*const\s+layer\s+\w+\s*,\s*network\s",
+        layer_text,
+    ):
         return Flavour(
             name="pjreddie",
             layer_unit="yolo_layer.c",
@@ -234,14 +235,23 @@ def detect_flavour(src):
 def _alexeyab_flavour(src, header_text, layer_text, include_dirs):
     layer_body = _struct_body(header_text, "layer")
     network_body = _struct_body(header_text, "network")
-    defines = [f"PDL_HAS_{field}" for field in ALEXEYAB_LAYER_FIELDS
-               if _has_field(layer_body, field)]
-    defines += [f"PDL_HAS_NET_{field}" for field in ALEXEYAB_NETWORK_FIELDS
-                if _has_field(network_body, field)]
-    defines += [f"PDL_HAS_{name}" for name in ALEXEYAB_CONSTANTS
-                if re.search(rf"\b{name}\b", header_text)]
+    defines = [
+        f"PDL_HAS_{field}"
+        for field in ALEXEYAB_LAYER_FIELDS
+        if _has_field(layer_body, field)
+    ]
+    defines += [
+        f"PDL_HAS_NET_{field}"
+        for field in ALEXEYAB_NETWORK_FIELDS
+        if _has_field(network_body, field)
+    ]
+    defines += [
+        f"PDL_HAS_{name}"
+        for name in ALEXEYAB_CONSTANTS
+        if re.search(rf"\b{name}\b", header_text)
+    ]
 
-    # Trees from mid-2020 on carry a track id: l.truth_size = 4 + 2.
+    # A tree whose struct layer has truth_size reads a sixth value, the track id.
     truth_values = 6 if "PDL_HAS_truth_size" in defines else 5
     defines.append(f"PDL_TRUTH_VALUES={truth_values}")
 
@@ -268,16 +278,37 @@ def _compile_commands(src, flavour, glue, objects_dir):
             raise BuildError(f"{flavour.name} unit {source} not found")
         target = objects_dir / (Path(unit).stem + ".o")
         commands.append(
-            ([compiler, *FORK_CFLAGS, *includes, "-c", str(source), "-o", str(target)],
-             target)
+            (
+                [
+                    compiler,
+                    *FORK_CFLAGS,
+                    *includes,
+                    "-c",
+                    str(source),
+                    "-o",
+                    str(target),
+                ],
+                target,
+            )
         )
 
     layer = src / "src" / flavour.layer_unit
     target = objects_dir / "yolo_layer.o"
     shim = ["-include", str(glue / "pdl_fork_shim.h")]
     commands.append(
-        ([compiler, *FORK_CFLAGS, *includes, *shim, "-c", str(layer), "-o", str(target)],
-         target)
+        (
+            [
+                compiler,
+                *FORK_CFLAGS,
+                *includes,
+                *shim,
+                "-c",
+                str(layer),
+                "-o",
+                str(target),
+            ],
+            target,
+        )
     )
 
     glue_units = [flavour.glue, "pdl_report.c"]
@@ -286,9 +317,19 @@ def _compile_commands(src, flavour, glue, objects_dir):
     for unit in glue_units:
         target = objects_dir / ("glue_" + Path(unit).stem + ".o")
         commands.append(
-            ([compiler, *GLUE_CFLAGS, *includes, *defines, "-c", str(glue / unit),
-              "-o", str(target)],
-             target)
+            (
+                [
+                    compiler,
+                    *GLUE_CFLAGS,
+                    *includes,
+                    *defines,
+                    "-c",
+                    str(glue / unit),
+                    "-o",
+                    str(target),
+                ],
+                target,
+            )
         )
     return commands
 
@@ -309,7 +350,7 @@ def _fingerprint(src, flavour, glue, commands):
 
 
 def _run(command):
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BuildError(
             f"compile failed ({' '.join(command)}):\n{result.stderr.strip()}"
@@ -330,7 +371,7 @@ def build_backend(src, name, *, jobs=None, force=False):
     jobs : int, optional
         Compiler processes run at once.  Default: the CPU count.
     force : bool
-        Rebuild even when the cache holds a library built from the same
+        Rebuild even when the cache contains a library built from the same
         sources, flags and glue.
 
     Returns
@@ -377,12 +418,20 @@ def build_backend(src, name, *, jobs=None, force=False):
         script.write_text(VERSION_SCRIPT)
         partial = work / library.name
         compiler = os.environ.get("CC", "cc")
-        _run([
-            compiler, "-shared", "-o", str(partial),
-            *[str(target) for _, target in commands],
-            f"-Wl,--version-script={script}", "-Wl,-Bsymbolic",
-            "-Wl,--no-undefined", "-lm", "-lpthread",
-        ])
+        _run(
+            [
+                compiler,
+                "-shared",
+                "-o",
+                str(partial),
+                *[str(target) for _, target in commands],
+                f"-Wl,--version-script={script}",
+                "-Wl,-Bsymbolic",
+                "-Wl,--no-undefined",
+                "-lm",
+                "-lpthread",
+            ]
+        )
         for old in target_dir.glob(f"libpdl_{name}_*.so"):
             old.unlink()
         shutil.move(str(partial), library)

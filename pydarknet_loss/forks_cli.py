@@ -34,10 +34,14 @@ def add_commands(commands):
     )
     build.add_argument("--src", required=True, help="root of the Darknet source tree")
     build.add_argument("--name", required=True, help="name of the backend to create")
-    build.add_argument("--jobs", type=int, help="compiler processes at once "
-                       "(default: the CPU count)")
-    build.add_argument("--force", action="store_true",
-                       help="rebuild even when the cached library is up to date")
+    build.add_argument(
+        "--jobs", type=int, help="compiler processes at once (default: the CPU count)"
+    )
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even when the cached library is up to date",
+    )
     build.add_argument("--json", action="store_true", help="print the result as JSON")
 
     compare_parser = commands.add_parser(
@@ -49,15 +53,25 @@ def add_commands(commands):
     )
     compare_parser.add_argument("a", help="backend name")
     compare_parser.add_argument("b", help="backend name")
-    compare_parser.add_argument("--cases", help="golden .npz whose inputs to use "
-                                "(default: the seeded cases)")
-    compare_parser.add_argument("--seed", type=int, default=0,
-                                help="seed of the generated cases (default 0)")
+    compare_parser.add_argument(
+        "--cases", help="golden .npz whose inputs to use (default: the seeded cases)"
+    )
+    compare_parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated cases (default 0)"
+    )
     _add_check_options(compare_parser)
-    compare_parser.add_argument("--set-a", action="append", metavar="KEY=VALUE",
-                                help="[yolo] option for backend A only (repeatable)")
-    compare_parser.add_argument("--set-b", action="append", metavar="KEY=VALUE",
-                                help="[yolo] option for backend B only (repeatable)")
+    compare_parser.add_argument(
+        "--set-a",
+        action="append",
+        metavar="KEY=VALUE",
+        help="[yolo] option for backend A only (repeatable)",
+    )
+    compare_parser.add_argument(
+        "--set-b",
+        action="append",
+        metavar="KEY=VALUE",
+        help="[yolo] option for backend B only (repeatable)",
+    )
 
     record = commands.add_parser(
         "record",
@@ -66,13 +80,23 @@ def add_commands(commands):
         "store inputs, options, results and the upstream version in a .npz file.",
     )
     record.add_argument("path", help="golden .npz file to write")
-    record.add_argument("--backend", default="reference",
-                        help="backend whose results to store (default: reference)")
-    record.add_argument("--seed", type=int, default=0,
-                        help="seed of the generated cases (default 0)")
-    record.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="[yolo] option for every case (repeatable)")
-    record.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    record.add_argument(
+        "--backend",
+        default="reference",
+        help="backend whose results to store (default: reference)",
+    )
+    record.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated cases (default 0)"
+    )
+    record.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="[yolo] option for every case (repeatable)",
+    )
+    record.add_argument(
+        "--json", action="store_true", help="print the metadata as JSON"
+    )
 
     verify = commands.add_parser(
         "verify",
@@ -83,34 +107,55 @@ def add_commands(commands):
     verify.add_argument("backend", help="backend name")
     verify.add_argument("path", help="golden .npz file written by 'record'")
     _add_check_options(verify)
-    verify.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="[yolo] option for the checked backend (repeatable)")
+    verify.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="[yolo] option for the checked backend (repeatable)",
+    )
 
 
 def _add_check_options(parser):
-    parser.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
-                        help="largest absolute difference of a delta entry that "
-                        f"still agrees (default {compare.DEFAULT_TOLERANCE:g})")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=compare.DEFAULT_TOLERANCE,
+        help="largest absolute difference of a delta entry that "
+        f"still agrees (default {compare.DEFAULT_TOLERANCE:g})",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _execute(args):
     if args.command == "build":
-        result = forks.build_backend(args.src, args.name, jobs=args.jobs,
-                                     force=args.force)
+        result = forks.build_backend(
+            args.src, args.name, jobs=args.jobs, force=args.force
+        )
         if args.json:
             return json.dumps(result, indent=2), 0
-        state = "up to date" if result["cached"] else f"built in {result['build_seconds']} s"
-        return (f"backend {result['name']} ({result['flavour']}) from "
-                f"{result['source']}: {state}\n  {result['library']}"), 0
+        state = (
+            "up to date"
+            if result["cached"]
+            else f"built in {result['build_seconds']} s"
+        )
+        return (
+            f"backend {result['name']} ({result['flavour']}) from "
+            f"{result['source']}: {state}\n  {result['library']}"
+        ), 0
 
     if args.command == "record":
-        meta = compare.record_golden(args.path, compare.generate_cases(args.seed),
-                                     backend=args.backend, options=_options(args.set))
+        meta = compare.record_golden(
+            args.path,
+            compare.generate_cases(args.seed),
+            backend=args.backend,
+            options=_options(args.set),
+        )
         if args.json:
             return json.dumps(meta, indent=2), 0
-        return (f"recorded {len(meta['cases'])} cases from backend {meta['backend']} "
-                f"in {args.path}"), 0
+        return (
+            f"recorded {len(meta['cases'])} cases from backend {meta['backend']} "
+            f"in {args.path}"
+        ), 0
 
     if args.command == "compare":
         if args.cases:
@@ -118,13 +163,20 @@ def _execute(args):
         else:
             cases = compare.generate_cases(args.seed)
         report = compare.compare_backends(
-            args.a, args.b, cases, tolerance=args.tolerance,
-            options_a=_options(args.set_a), options_b=_options(args.set_b),
+            args.a,
+            args.b,
+            cases,
+            tolerance=args.tolerance,
+            options_a=_options(args.set_a),
+            options_b=_options(args.set_b),
         )
     else:
-        report = compare.verify_golden(args.backend, args.path,
-                                       tolerance=args.tolerance,
-                                       options=_options(args.set))
+        report = compare.verify_golden(
+            args.backend,
+            args.path,
+            tolerance=args.tolerance,
+            options=_options(args.set),
+        )
     text = json.dumps(report.to_dict(), indent=2) if args.json else report.format()
     return text, 0 if report.ok else 1
 
