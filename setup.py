@@ -19,6 +19,9 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 PACKAGE = ROOT / "pydarknet_loss"
 UPSTREAM_DATA = PACKAGE / "_upstream"
+# Copy of darknet_src/glue that the installed package builds named
+# backends with; darknet_src/glue stays the one committed source.
+GLUE_DATA = PACKAGE / "_glue_src"
 
 # Upstream files that the package carries at run time: the default
 # network for the main job and the COCO class names.
@@ -70,9 +73,20 @@ def copy_data(tree):
             shutil.copyfile(source, target)
 
 
+def copy_glue():
+    GLUE_DATA.mkdir(exist_ok=True)
+    for source in sorted(build.GLUE.glob("*.[ch]")):
+        shutil.copyfile(source, GLUE_DATA / source.name)
+
+    # Golden files record which upstream version the reference ran.
+    UPSTREAM_DATA.mkdir(exist_ok=True)
+    shutil.copyfile(build.MANIFEST, UPSTREAM_DATA / "manifest.json")
+
+
 class BuildPy(build_py):
     def run(self):
         copy_data(prepare_tree())
+        copy_glue()
         super().run()
 
 

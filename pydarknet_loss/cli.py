@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pydarknet_loss import forks_cli
 from pydarknet_loss.cfg import CfgError, read_yolo_layers
 from pydarknet_loss.check import TOLERANCE, check_layer, seeded_logits
 from pydarknet_loss.labels import LabelError, default_labels_dir, load_truth
@@ -222,11 +223,14 @@ def build_parser():
         "--seed", type=int, default=0, help="seed of the generated logits (default 0)"
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    forks_cli.add_commands(commands)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command != "check":
+        return forks_cli.run(args)
     try:
         report, checks = run_check(args)
     except (InputError, CfgError, LabelError, ValueError, OSError) as error:

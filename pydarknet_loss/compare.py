@@ -1,0 +1,638 @@
+"""Compare YOLO layer backends, and record and verify golden files.
+
+A case is one layer configuration with its inputs: the layer's shape,
+its options, seeded logits and truth.  :func:`generate_cases` makes a
+fixed, seeded set that covers grid sizes, class counts, anchor sets,
+truth counts and edge cases.  :func:`compare_backends` runs two
+backends on the same cases and reports, per component of Darknet's
+delta, the largest difference and the first entry over the tolerance.
+
+Components are read from the channel layout ``[batch, n*(5+classes), h,
+w]``: x, y, w and h are channels 0 to 3 of each anchor, classes the
+channels from 5 on.  The objectness channel is split by the sign of the
+delta: a positive delta pushes objectness toward 1, which Darknet does
+only for a prediction responsible for a truth (``objectness``); every
+other objectness entry is ``no_object``.  An entry counts as responsible
+when either backend's delta there is positive.
+"""
+
+import json
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from pydarknet_loss import __version__
+from pydarknet_loss.backends import load_backend
+
+COMPONENTS = ("x", "y", "w", "h", "objectness", "no_object", "classes")
+DEFAULT_TOLERANCE = 1e-5
+GOLDEN_FORMAT = 1
+
+YOLOV3_ANCHORS = (
+    10,
+    13,
+    16,
+    30,
+    33,
+    23,
+    30,
+    61,
+    62,
+    45,
+    59,
+    119,
+    116,
+    90,
+    156,
+    198,
+    373,
+    326,
+)
+TINY_ANCHORS = (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319)
+
+# Layer shape and truth layout of each generated case.  "truths" is the
+# number of rows per image; "layout" picks how the boxes are placed.
+CASE_SPECS = (
+    dict(
+        name="yolov3-coarse",
+        classes=80,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=6,
+        layout="random",
+    ),
+    dict(
+        name="yolov3-fine",
+        classes=80,
+        anchors=YOLOV3_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(52, 52),
+        batch=1,
+        truths=12,
+        layout="random",
+    ),
+    dict(
+        name="tiny-3-classes",
+        classes=3,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(26, 26),
+        batch=2,
+        truths=8,
+        layout="random",
+    ),
+    dict(
+        name="non-square-1-class",
+        classes=1,
+        anchors=YOLOV3_ANCHORS,
+        mask=(3, 4, 5),
+        net=(320, 224),
+        grid=(10, 7),
+        batch=2,
+        truths=3,
+        layout="random",
+    ),
+    dict(
+        name="no-truth",
+        classes=20,
+        anchors=TINY_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=0,
+        layout="random",
+    ),
+    dict(
+        name="shared-cell",
+        classes=5,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=5,
+        layout="one-cell",
+    ),
+    dict(
+        name="dense-truths",
+        classes=20,
+        anchors=YOLOV3_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(26, 26),
+        batch=1,
+        truths=80,
+        layout="random",
+    ),
+    dict(
+        name="cell-edges",
+        classes=4,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=6,
+        layout="edges",
+    ),
+    dict(
+        name="saturated-logits",
+        classes=6,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=4,
+        layout="random",
+        logit_scale=30.0,
+    ),
+    dict(
+        name="ignore-thresh-0",
+        classes=4,
+        anchors=TINY_ANCHORS,
+        mask=(3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=3,
+        layout="random",
+        options={"ignore_thresh": 0.0},
+    ),
+    dict(
+        name="truth-thresh-0.3",
+        classes=4,
+        anchors=YOLOV3_ANCHORS,
+        mask=(6, 7, 8),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=2,
+        truths=5,
+        layout="random",
+        options={"truth_thresh": 0.3},
+    ),
+    dict(
+        name="all-anchors-one-layer",
+        classes=2,
+        anchors=TINY_ANCHORS,
+        mask=(0, 1, 2, 3, 4, 5),
+        net=(416, 416),
+        grid=(13, 13),
+        batch=1,
+        truths=6,
+        layout="random",
+    ),
+)
+
+
+@dataclass
+class Case:
+    """One layer configuration and the inputs to run it on."""
+
+    name: str
+    classes: int
+    anchors: tuple
+    mask: tuple
+    net_w: int
+    net_h: int
+    max_boxes: int
+    logits: np.ndarray
+    truth: np.ndarray
+    options: dict = field(default_factory=dict)
+    index: int = 0
+
+    def layer_arguments(self):
+        """Return the keyword arguments of :meth:`Backend.layer`."""
+        return dict(
+            classes=self.classes,
+            anchors=self.anchors,
+            mask=self.mask,
+            net_w=self.net_w,
+            net_h=self.net_h,
+            max_boxes=self.max_boxes,
+            index=self.index,
+            **self.options,
+        )
+
+    def describe(self):
+        """Return the case without its arrays, as stored in golden files."""
+        return dict(
+            name=self.name,
+            classes=self.classes,
+            anchors=list(self.anchors),
+            mask=list(self.mask),
+            net_w=self.net_w,
+            net_h=self.net_h,
+            max_boxes=self.max_boxes,
+            options=self.options,
+            index=self.index,
+        )
+
+
+def _truth_rows(rng, spec):
+    batch, k = spec["batch"], spec["truths"]
+    grid_w, grid_h = spec["grid"]
+    truth = np.zeros((batch, k, 5), dtype=np.float32)
+    if k == 0:
+        return truth
+    truth[:, :, 2:4] = rng.uniform(0.03, 0.8, size=(batch, k, 2))
+    truth[:, :, 4] = rng.integers(0, spec["classes"], size=(batch, k))
+
+    if spec["layout"] == "one-cell":
+        # Every truth of an image in one cell: the later truth's box delta
+        # overwrites the earlier one's, and class deltas accumulate.
+        cell = rng.integers(0, min(grid_w, grid_h), size=2)
+        offsets = rng.uniform(0.1, 0.9, size=(batch, k, 2))
+        truth[:, :, 0] = (cell[0] + offsets[:, :, 0]) / grid_w
+        truth[:, :, 1] = (cell[1] + offsets[:, :, 1]) / grid_h
+        truth[:, 1::2, 2:4] = truth[:, 0:1, 2:4]
+    elif spec["layout"] == "edges":
+        # Centres on cell boundaries and close to the image's far edges.
+        columns = rng.integers(1, grid_w, size=(batch, k))
+        rows = rng.integers(0, grid_h, size=(batch, k))
+        truth[:, :, 0] = np.float32(columns) / np.float32(grid_w)
+        truth[:, :, 1] = np.float32(rows) / np.float32(grid_h)
+        truth[:, -1, 0] = np.nextafter(np.float32(1), np.float32(0))
+        truth[:, -2, 1] = np.nextafter(np.float32(1), np.float32(0))
+    else:
+        truth[:, :, 0:2] = rng.uniform(0.01, 0.99, size=(batch, k, 2))
+    return truth
+
+
+def generate_cases(seed=0):
+    """Return the seeded cases that ``compare`` and ``record`` use.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of numpy's default generator; a given seed always gives the
+        same cases.
+
+    Returns
+    -------
+    list of Case
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for spec in CASE_SPECS:
+        grid_w, grid_h = spec["grid"]
+        channels = len(spec["mask"]) * (5 + spec["classes"])
+        scale = spec.get("logit_scale", 1.5)
+        logits = rng.normal(0, scale, size=(spec["batch"], channels, grid_h, grid_w))
+        cases.append(
+            Case(
+                name=spec["name"],
+                classes=spec["classes"],
+                anchors=tuple(spec["anchors"]),
+                mask=tuple(spec["mask"]),
+                net_w=spec["net"][0],
+                net_h=spec["net"][1],
+                max_boxes=90,
+                logits=logits.astype(np.float32),
+                truth=_truth_rows(rng, spec),
+                options=dict(spec.get("options", {})),
+            )
+        )
+    return cases
+
+
+@dataclass
+class Difference:
+    """The first entry of a component over the tolerance."""
+
+    case: str
+    image: int
+    anchor: int
+    row: int
+    column: int
+    channel: int
+    a: float
+    b: float
+
+    def __str__(self):
+        return (
+            f"case {self.case} image {self.image} anchor {self.anchor} "
+            f"cell (row {self.row}, col {self.column}) channel {self.channel}: "
+            f"a={self.a:.7g} b={self.b:.7g}"
+        )
+
+
+@dataclass
+class ComponentReport:
+    """How one component differs over all cases."""
+
+    name: str
+    entries: int = 0
+    max_difference: float = 0.0
+    over_tolerance: int = 0
+    first: Difference = None
+
+
+@dataclass
+class CompareReport:
+    """The result of holding backend ``a`` to ``b`` on a set of cases."""
+
+    a: str
+    b: str
+    tolerance: float
+    cases: list
+    components: dict
+    cost_difference: float = 0.0
+
+    @property
+    def differing(self):
+        """Names of the components with an entry over the tolerance."""
+        return [name for name, c in self.components.items() if c.over_tolerance]
+
+    @property
+    def ok(self):
+        """True when no component differs by more than the tolerance."""
+        return not self.differing
+
+    def to_dict(self):
+        """Return the report as JSON-ready data."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "tolerance": self.tolerance,
+            "cases": self.cases,
+            "components": {
+                name: {
+                    "entries": c.entries,
+                    "max_difference": c.max_difference,
+                    "over_tolerance": c.over_tolerance,
+                    "first": None if c.first is None else vars(c.first),
+                }
+                for name, c in self.components.items()
+            },
+            "max_cost_difference": self.cost_difference,
+            "differing": self.differing,
+            "ok": self.ok,
+        }
+
+    def format(self):
+        """Return the report as a text table."""
+        lines = [
+            f"{self.a} vs {self.b}: {len(self.cases)} cases, "
+            f"tolerance {self.tolerance:g}",
+            f"  {'component':<11}{'entries':>9}  {'max |a-b|':>10}  {'over':>6}  "
+            "first difference",
+        ]
+        for name, c in self.components.items():
+            first = str(c.first) if c.first else "-"
+            lines.append(
+                f"  {name:<11}{c.entries:>9}  {c.max_difference:>10.3g}  "
+                f"{c.over_tolerance:>6}  {first}"
+            )
+        lines.append(f"  max |cost a - cost b| over cases: {self.cost_difference:.6g}")
+        if self.ok:
+            lines.append("OK: every component agrees within the tolerance.")
+        else:
+            lines.append(
+                f"FAILED: {', '.join(self.differing)} differ by more than "
+                f"{self.tolerance:g}."
+            )
+        return "\n".join(lines)
+
+
+def _component_masks(shape, n, delta_a, delta_b):
+    """Return a boolean mask in the logits' shape for each component."""
+    batch, channels, h, w = shape
+    blocks = (batch, n, channels // n, h, w)
+    masks = {name: np.zeros(blocks, dtype=bool) for name in COMPONENTS}
+    for channel, name in enumerate(("x", "y", "w", "h")):
+        masks[name][:, :, channel] = True
+    masks["classes"][:, :, 5:] = True
+    positive = (delta_a.reshape(blocks)[:, :, 4] > 0) | (
+        delta_b.reshape(blocks)[:, :, 4] > 0
+    )
+    masks["objectness"][:, :, 4] = positive
+    masks["no_object"][:, :, 4] = ~positive
+    return {name: mask.reshape(shape) for name, mask in masks.items()}
+
+
+def _add_case(report, case, result_a, result_b, tolerance):
+    shape = case.logits.shape
+    n = len(case.mask)
+    difference = np.abs(result_a.delta.astype(np.float64) - result_b.delta)
+    masks = _component_masks(shape, n, result_a.delta, result_b.delta)
+    for name, mask in masks.items():
+        component = report.components[name]
+        component.entries += int(mask.sum())
+        if not mask.any():
+            continue
+        values = np.where(mask, difference, 0.0)
+        component.max_difference = max(component.max_difference, float(values.max()))
+        over = values > tolerance
+        component.over_tolerance += int(over.sum())
+        if over.any() and component.first is None:
+            image, channel, row, column = np.argwhere(over)[0]
+            per_anchor = shape[1] // n
+            component.first = Difference(
+                case=case.name,
+                image=int(image),
+                anchor=int(channel // per_anchor),
+                row=int(row),
+                column=int(column),
+                channel=int(channel % per_anchor),
+                a=float(result_a.delta[image, channel, row, column]),
+                b=float(result_b.delta[image, channel, row, column]),
+            )
+    report.cost_difference = max(
+        report.cost_difference, abs(result_a.cost - result_b.cost)
+    )
+
+
+def _resolve(backend):
+    return load_backend(backend) if isinstance(backend, str) else backend
+
+
+def _run(backend, case, options):
+    arguments = case.layer_arguments()
+    arguments.update(options or {})
+    return backend.layer(**arguments).forward(case.logits, case.truth)
+
+
+def compare_backends(
+    a, b, cases=None, *, tolerance=DEFAULT_TOLERANCE, options_a=None, options_b=None
+):
+    """Run backends ``a`` and ``b`` on the same cases and compare their deltas.
+
+    Parameters
+    ----------
+    a, b : str or Backend
+        Backend names (``"reference"`` is the built-in module) or loaded
+        backends.
+    cases : list of Case, optional
+        Default: :func:`generate_cases` with seed 0.
+    tolerance : float
+        Largest absolute difference of a delta entry that still agrees.
+    options_a, options_b : dict, optional
+        ``[yolo]`` options for one side only, on top of each case's own,
+        for example ``{"iou_normalizer": 1}`` for an AlexeyAB backend.
+
+    Returns
+    -------
+    CompareReport
+    """
+    a = _resolve(a)
+    b = _resolve(b)
+    cases = generate_cases() if cases is None else cases
+    report = CompareReport(
+        a=a.name,
+        b=b.name,
+        tolerance=tolerance,
+        cases=[case.name for case in cases],
+        components={name: ComponentReport(name) for name in COMPONENTS},
+    )
+    for case in cases:
+        _add_case(
+            report, case, _run(a, case, options_a), _run(b, case, options_b), tolerance
+        )
+    return report
+
+
+def _upstream_version():
+    manifest = Path(str(files("pydarknet_loss") / "_upstream" / "manifest.json"))
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        return {
+            "repository": data.get("upstream"),
+            "commit": data.get("commit"),
+            "debian_version": data.get("debian", {}).get("version"),
+        }
+    return {"repository": None, "commit": None, "debian_version": None}
+
+
+def record_golden(path, cases=None, *, backend="reference", options=None):
+    """Write cases and one backend's results to a golden ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to write.
+    cases : list of Case, optional
+        Default: :func:`generate_cases` with seed 0.
+    backend : str or Backend
+        The backend whose results become the expected values.
+    options : dict, optional
+        ``[yolo]`` options for every case, stored in the file.
+
+    Returns
+    -------
+    dict
+        The metadata stored in the file.
+    """
+    backend = _resolve(backend)
+    cases = generate_cases() if cases is None else cases
+    arrays = {}
+    described = []
+    for i, case in enumerate(cases):
+        if options:
+            case = Case(**{**vars(case), "options": {**case.options, **options}})
+        result = _run(backend, case, None)
+        arrays[f"{i:03d}_logits"] = case.logits
+        arrays[f"{i:03d}_truth"] = case.truth
+        arrays[f"{i:03d}_output"] = result.output
+        arrays[f"{i:03d}_delta"] = result.delta
+        arrays[f"{i:03d}_cost"] = np.float32(result.cost)
+        described.append(case.describe())
+
+    meta = {
+        "format": GOLDEN_FORMAT,
+        "backend": backend.name,
+        "flavour": backend.flavour,
+        "package_version": __version__,
+        "upstream": _upstream_version(),
+        "cases": described,
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+    return meta
+
+
+def read_golden(path):
+    """Read a golden file; return (metadata, cases, stored results by case).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a golden file of a known format.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        if "meta" not in data.files:
+            raise ValueError(f"{path} is not a pydarknet_loss golden file: no 'meta'")
+        meta = json.loads(str(data["meta"]))
+        if meta.get("format") != GOLDEN_FORMAT:
+            raise ValueError(
+                f"{path} has golden format {meta.get('format')}, "
+                f"this package reads {GOLDEN_FORMAT}"
+            )
+        cases = []
+        results = []
+        for i, described in enumerate(meta["cases"]):
+            described = dict(described)
+            described["anchors"] = tuple(described["anchors"])
+            described["mask"] = tuple(described["mask"])
+            case = Case(
+                logits=data[f"{i:03d}_logits"],
+                truth=data[f"{i:03d}_truth"],
+                **described,
+            )
+            cases.append(case)
+            results.append(
+                _StoredResult(
+                    data[f"{i:03d}_output"],
+                    data[f"{i:03d}_delta"],
+                    float(data[f"{i:03d}_cost"]),
+                )
+            )
+    return meta, cases, results
+
+
+@dataclass
+class _StoredResult:
+    output: np.ndarray
+    delta: np.ndarray
+    cost: float
+
+
+def verify_golden(backend, path, *, tolerance=DEFAULT_TOLERANCE, options=None):
+    """Hold a backend to a golden file written by :func:`record_golden`.
+
+    Parameters
+    ----------
+    backend : str or Backend
+        The backend to check.
+    path : str or os.PathLike
+        Golden ``.npz`` file.
+    tolerance : float
+        Largest absolute difference of a delta entry that still agrees.
+    options : dict, optional
+        ``[yolo]`` options for the checked backend only.
+
+    Returns
+    -------
+    CompareReport
+        ``a`` is the checked backend, ``b`` the golden file.
+    """
+    backend = _resolve(backend)
+    _, cases, stored = read_golden(path)
+    report = CompareReport(
+        a=backend.name,
+        b=f"golden {Path(path).name}",
+        tolerance=tolerance,
+        cases=[case.name for case in cases],
+        components={name: ComponentReport(name) for name in COMPONENTS},
+    )
+    for case, result in zip(cases, stored):
+        _add_case(report, case, _run(backend, case, options), result, tolerance)
+    return report

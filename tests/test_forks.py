@@ -1,0 +1,205 @@
+"""Named backends built from modified copies of the upstream tree.
+
+Each modified tree changes src/yolo_layer.c the way a fork might, and
+compare must flag exactly the components that the change touches.  The
+backends are built once per session, in parallel, into a temporary
+cache.
+"""
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pydarknet_loss import backends, forks
+from pydarknet_loss.compare import compare_backends, generate_cases, record_golden
+from pydarknet_loss.testing import assert_matches_golden
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "darknet_src" / "upstream"
+
+# (backend name, text in upstream src/yolo_layer.c, replacement, expected
+# differing components).  Each text must occur in the upstream file.
+MODIFICATIONS = {
+    "unchanged": ([], []),
+    "sigmoid-xy": (
+        [
+            (
+                "delta[index + 0*stride] = scale * (tx - x[index + 0*stride]);",
+                "delta[index + 0*stride] = scale * (tx - x[index + 0*stride])"
+                " * x[index + 0*stride] * (1 - x[index + 0*stride]);",
+            ),
+            (
+                "delta[index + 1*stride] = scale * (ty - x[index + 1*stride]);",
+                "delta[index + 1*stride] = scale * (ty - x[index + 1*stride])"
+                " * x[index + 1*stride] * (1 - x[index + 1*stride]);",
+            ),
+        ],
+        ["x", "y"],
+    ),
+    "ignore-ge": (
+        [("best_iou > l.ignore_thresh", "best_iou >= l.ignore_thresh")],
+        ["no_object"],
+    ),
+    "box-scale-1": (
+        [("(2-truth.w*truth.h)", "1")],
+        ["x", "y", "w", "h"],
+    ),
+}
+
+
+def _modified_tree(root, replacements):
+    tree = root / "tree"
+    shutil.copytree(UPSTREAM, tree, ignore=shutil.ignore_patterns("*.o", "obj"))
+    layer = tree / "src" / "yolo_layer.c"
+    text = layer.read_text()
+    for old, new in replacements:
+        assert old in text, f"upstream yolo_layer.c no longer contains {old!r}"
+        text = text.replace(old, new)
+    layer.write_text(text)
+    return tree
+
+
+@pytest.fixture(scope="session")
+def fork_backends(tmp_path_factory):
+    """Build every modified tree into its own backend; return them by name."""
+    if not (UPSTREAM / "src" / "yolo_layer.c").is_file():
+        pytest.skip(f"upstream tree not fetched into {UPSTREAM}")
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("PYDARKNET_LOSS_CACHE")
+    os.environ["PYDARKNET_LOSS_CACHE"] = str(cache)
+
+    def build(name):
+        tree = _modified_tree(tmp_path_factory.mktemp(name), MODIFICATIONS[name][0])
+        return forks.build_backend(tree, name, jobs=1)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        manifests = list(pool.map(build, MODIFICATIONS))
+    yield {m["name"]: backends.load_backend(m["name"]) for m in manifests}
+
+    if previous is None:
+        del os.environ["PYDARKNET_LOSS_CACHE"]
+    else:
+        os.environ["PYDARKNET_LOSS_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def cases():
+    return generate_cases(seed=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODIFICATIONS))
+def test_compare_flags_changed_components(fork_backends, cases, name):
+    report = compare_backends("reference", fork_backends[name], cases)
+    assert sorted(report.differing) == sorted(MODIFICATIONS[name][1]), report.format()
+
+
+def test_unchanged_tree_matches_bit_for_bit(fork_backends, cases):
+    report = compare_backends(
+        "reference", fork_backends["unchanged"], cases, tolerance=0
+    )
+    assert report.ok, report.format()
+
+
+def test_backends_load_side_by_side(fork_backends, cases):
+    case = cases[0]
+    layers = [
+        fork_backends[name].layer(**case.layer_arguments())
+        for name in ("unchanged", "sigmoid-xy", "box-scale-1")
+    ]
+    results = [layer.forward(case.logits, case.truth) for layer in layers]
+
+    reference = backends.load_backend("reference").layer(**case.layer_arguments())
+    expected = reference.forward(case.logits, case.truth)
+
+    assert np.array_equal(results[0].delta, expected.delta)
+    assert not np.array_equal(results[1].delta, expected.delta)
+    assert not np.array_equal(results[2].delta, expected.delta)
+    assert not np.array_equal(results[1].delta, results[2].delta)
+
+
+def test_first_difference_names_entry(fork_backends, cases):
+    report = compare_backends("reference", fork_backends["sigmoid-xy"], cases)
+    first = report.components["x"].first
+    assert first is not None
+    assert first.channel == 0
+    assert first.a != first.b
+
+
+def test_golden_round_trip(fork_backends, tmp_path):
+    path = tmp_path / "golden.npz"
+    meta = record_golden(path)
+    assert meta["backend"] == "reference"
+    assert_matches_golden(fork_backends["unchanged"], path, tolerance=0)
+    with pytest.raises(AssertionError, match="no_object"):
+        assert_matches_golden(fork_backends["ignore-ge"], path)
+
+
+def test_unknown_option_rejected(fork_backends):
+    with pytest.raises(backends.OptionError, match="iou_normalizer"):
+        fork_backends["unchanged"].layer(
+            classes=1, anchors=(10, 10), net_w=32, net_h=32, iou_normalizer=1
+        )
+
+
+def test_fork_layer_checks_truth(fork_backends):
+    layer = fork_backends["unchanged"].layer(
+        classes=2, anchors=(10, 10), net_w=32, net_h=32
+    )
+    logits = np.zeros((1, 7, 4, 4), dtype=np.float32)
+    truth = np.array([[[0.5, 0.5, 0.2, 0.2, 2]]], dtype=np.float32)
+    with pytest.raises(ValueError, match="class must be an integer"):
+        layer.forward(logits, truth)
+
+
+def test_build_rejects_missing_tree(tmp_path):
+    with pytest.raises(forks.BuildError, match="not found"):
+        forks.build_backend(tmp_path / "missing", "missing")
+
+
+def test_build_rejects_reserved_name():
+    with pytest.raises(ValueError, match="reserved"):
+        forks.check_name("reference")
+
+
+@pytest.fixture(scope="session")
+def real_fork(tmp_path_factory):
+    """Build the tree named by PYDARKNET_FORK_SRC, for example an AlexeyAB checkout."""
+    source = os.environ.get("PYDARKNET_FORK_SRC")
+    if not source:
+        pytest.skip("set PYDARKNET_FORK_SRC to a Darknet fork's tree to run")
+    previous = os.environ.get("PYDARKNET_LOSS_CACHE")
+    os.environ["PYDARKNET_LOSS_CACHE"] = str(tmp_path_factory.mktemp("fork-cache"))
+    forks.build_backend(source, "real-fork")
+    yield backends.load_backend("real-fork")
+    if previous is None:
+        del os.environ["PYDARKNET_LOSS_CACHE"]
+    else:
+        os.environ["PYDARKNET_LOSS_CACHE"] = previous
+
+
+def test_real_fork_runs_every_case(real_fork, cases):
+    options = {"iou_normalizer": 1} if "iou_normalizer" in real_fork.options else {}
+    report = compare_backends("reference", real_fork, cases, options_b=options)
+
+    # Objectness and class deltas of the AlexeyAB loss equal pjreddie's; a
+    # fork that changes them shows up here.
+    for name in ("objectness", "no_object", "classes"):
+        assert report.components[name].over_tolerance == 0, report.format()
+
+
+def test_cfg_section_sets_options(fork_backends):
+    from pydarknet_loss.cfg import read_cfg, yolo_layers
+
+    sections = read_cfg(UPSTREAM / "cfg" / "yolov3-tiny.cfg")
+    section = next(s for s in sections if s.type == "yolo")
+    options = yolo_layers(sections)[0]
+    section.options["ignore_thresh"] = "0.6"
+    layer = fork_backends["unchanged"].layer_from_cfg(options, section)
+    assert layer.ignore_thresh == pytest.approx(0.6)
+
+    section.options["iou_normalizer"] = "0.07"
+    with pytest.raises(backends.OptionError, match="iou_normalizer"):
+        fork_backends["unchanged"].layer_from_cfg(options, section)
