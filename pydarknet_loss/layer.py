@@ -74,9 +74,15 @@ def _as_anchor_array(anchors):
             "anchors must be (w, h) pairs: a flat list of even length or "
             f"shape [total, 2], got shape {np.shape(anchors)}"
         )
+    # checked in float32, the type upstream reads: 1e300 would become inf
+    # and 1e-300 zero
+    with np.errstate(over="ignore", under="ignore"):
+        array = array.astype(np.float32)
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"anchors must be finite and positive, got {array}")
-    return array.astype(np.float32)
+        raise ValueError(
+            f"anchors must be finite and positive in float32, got {array}"
+        )
+    return array
 
 
 def _as_mask_array(mask, total):
@@ -87,6 +93,9 @@ def _as_mask_array(mask, total):
         rounded = np.asarray(array, dtype=np.float64)
         if not np.all(np.isfinite(rounded)) or np.any(rounded != np.round(rounded)):
             raise ValueError(f"mask must hold integer anchor indices, got {mask}")
+        # compared before the cast to int64, which would wrap 1e300
+        if np.any(rounded < 0) or np.any(rounded >= total):
+            raise ValueError(f"mask {mask} indexes outside the {total} anchors")
     array = array.astype(np.int64)
     if np.any(array < 0) or np.any(array >= total):
         raise ValueError(f"mask {array.tolist()} indexes outside the {total} anchors")
@@ -98,6 +107,16 @@ def _positive_int(name, value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 < value <= INT_MAX:
         raise ValueError(f"{name} must be a positive int32, got {value}")
+    return int(value)
+
+
+def _int32(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, np.integer)
+    ):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not -INT_MAX - 1 <= value <= INT_MAX:
+        raise ValueError(f"{name} must fit in int32, got {value}")
     return int(value)
 
 
@@ -173,7 +192,7 @@ class YoloLayer:
                 f"max_boxes={self.max_boxes} exceeds the {TRUTH_ROWS} truth "
                 "rows per image that upstream make_yolo_layer allocates"
             )
-        self.index = int(index)
+        self.index = _int32("index", index)
 
     @classmethod
     def from_options(cls, options):
@@ -221,7 +240,10 @@ class YoloLayer:
         logits : array_like, shape [batch, n*(5+classes), h, w]
             The layer's input.  Converted to C-contiguous float32; real
             values of other dtypes are cast, complex or object arrays are
-            rejected.
+            rejected.  Values beyond float32's range become infinite, with
+            numpy's ``RuntimeWarning``.  NaN and infinite logits are not
+            rejected: upstream propagates them into the output, delta, cost
+            and statistics.
         truth : array_like, shape [batch, k, 5], optional
             Rows ``(x, y, w, h, class)`` normalised to the image.  An
             image's list ends at its first row with ``x == 0``, as in

@@ -14,7 +14,8 @@ static int valid(const pdl_params *p)
     int i;
 
     if (p->batch < 1 || p->w < 1 || p->h < 1 || p->n < 1) return 0;
-    if (p->classes < 1 || p->total < p->n || p->net_w < 1 || p->net_h < 1)
+    /* n may exceed total: Darknet accepts a mask that repeats an anchor */
+    if (p->classes < 1 || p->total < 1 || p->net_w < 1 || p->net_h < 1)
         return 0;
     if (p->max_boxes < 0 || p->max_boxes > PDL_TRUTH_ROWS) return 0;
     if (!p->mask || !p->anchors) return 0;
@@ -23,7 +24,7 @@ static int valid(const pdl_params *p)
     }
 
     /* upstream indexes with int: batch * outputs must fit */
-    outputs = (long long)p->w * p->h * p->n * (p->classes + 5);
+    outputs = (long long)p->w * p->h * p->n * ((long long)p->classes + 5);
     return outputs * p->batch <= INT_MAX;
 }
 
