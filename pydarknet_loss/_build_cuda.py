@@ -219,7 +219,9 @@ def configure():
     include = root / "include"
     lib = toolkit_lib_dir(root)
     if lib is None or not (include / "cuda_runtime.h").is_file():
-        raise CudaUnavailable(f"the CUDA toolkit at {root} lacks cuda_runtime.h or libcudart")
+        raise CudaUnavailable(
+            f"the CUDA toolkit at {root} lacks cuda_runtime.h or libcudart"
+        )
 
     config = CudaConfig(nvcc=nvcc, version=version, archs=requested_archs(nvcc))
     config.include_dirs.append(str(include))
@@ -253,7 +255,9 @@ def configure():
 
 def summary(config):
     """Return the one-line build summary of a CudaConfig."""
-    libraries = ", ".join(f"{name} from {path}" for name, path in config.sources.items())
+    libraries = ", ".join(
+        f"{name} from {path}" for name, path in config.sources.items()
+    )
     return (
         f"building _yolo_cuda with nvcc {config.version} ({config.nvcc}) for "
         f"{' '.join(config.archs)}; {libraries}"

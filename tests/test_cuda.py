@@ -115,7 +115,13 @@ def test_device_array_on_cpu_rejected():
         ((1, 255, 19), "<f4", None, ValueError, "must be"),
         ((1, 254, 19, 19), "<f4", None, ValueError, "channels"),
         ((0, 255, 19, 19), "<f4", None, ValueError, "empty"),
-        ((1, 255, 19, 19), "<f4", (4 * 255 * 361, 4 * 361, 4, 4 * 19), ValueError, "C-contig"),
+        (
+            (1, 255, 19, 19),
+            "<f4",
+            (4 * 255 * 361, 4 * 361, 4, 4 * 19),
+            ValueError,
+            "C-contig",
+        ),
         ((2, 255, 19, 19), "<f4", (4, 8 * 19 * 19, 8 * 19, 8), ValueError, "C-contig"),
     ],
 )
@@ -185,9 +191,18 @@ def assert_results_close(gpu, cpu):
     assert gpu.cost == pytest.approx(cpu.cost, rel=1e-5)
     assert gpu.stats.region == cpu.stats.region
     assert gpu.stats.count == cpu.stats.count
-    for name in ("avg_iou", "avg_class", "avg_obj", "avg_no_obj", "recall50", "recall75"):
+    for name in (
+        "avg_iou",
+        "avg_class",
+        "avg_obj",
+        "avg_no_obj",
+        "recall50",
+        "recall75",
+    ):
         expected = getattr(cpu.stats, name)
-        assert getattr(gpu.stats, name) == pytest.approx(expected, rel=1e-5, nan_ok=True)
+        assert getattr(gpu.stats, name) == pytest.approx(
+            expected, rel=1e-5, nan_ok=True
+        )
 
 
 @needs_device
@@ -195,7 +210,9 @@ def assert_results_close(gpu, cpu):
 @pytest.mark.parametrize("batch", [1, 2, 5])
 def test_gpu_matches_cpu(rng, position, batch):
     layer, grid = yolov3_layer(position)
-    logits = rng.normal(0, 2, size=(batch, layer.channels, grid, grid)).astype(np.float32)
+    logits = rng.normal(0, 2, size=(batch, layer.channels, grid, grid)).astype(
+        np.float32
+    )
     truth = random_truth(rng, batch, 12)
 
     gpu = layer.forward(logits, truth, device="cuda")
