@@ -4,6 +4,9 @@ Environment switches, each echoed in the build summary:
 
 - ``DARKNET_SRC``: the Darknet source folder to compile (default: the
   pinned tree, fetched into ``darknet_src/upstream/`` when missing).
+- ``PYDARKNET_CUDA``, ``PYDARKNET_CUDA_ARCHS``, ``PYDARKNET_CUDA_LIBS``:
+  whether and for which GPUs the CUDA module is built; see
+  ``pydarknet_loss/_build_cuda.py``.
 """
 
 import importlib.util
@@ -37,6 +40,7 @@ def load_by_path(name, path):
 
 build = load_by_path("pydarknet_build", PACKAGE / "_build.py")
 fetch = load_by_path("pydarknet_fetch", ROOT / "darknet_src" / "fetch.py")
+build_cuda = load_by_path("pydarknet_build_cuda", PACKAGE / "_build_cuda.py")
 
 
 def say(message):
@@ -90,13 +94,81 @@ class BuildPy(build_py):
         super().run()
 
 
+def configure_cuda(extensions):
+    """Return the CUDA build settings, or None after dropping the CUDA module."""
+    mode = build_cuda.cuda_mode()
+    reason = "PYDARKNET_CUDA=0"
+    if mode != "off":
+        try:
+            config = build_cuda.configure()
+        except build_cuda.CudaUnavailable as error:
+            if mode == "required":
+                raise build.BuildError(f"PYDARKNET_CUDA=1 but {error}") from None
+            reason = str(error)
+        else:
+            say(build_cuda.summary(config))
+            return config
+
+    say(f"building the CPU module only, not _yolo_cuda: {reason}")
+    extensions[:] = [ext for ext in extensions if ext.name != cuda.name]
+    return None
+
+
+def build_cuda_extension(command, ext, config):
+    """Compile upstream with -DGPU and the kernels with nvcc, then link ext.
+
+    The objects go to their own folder because the CPU module compiles the
+    same sources without -DGPU.
+    """
+    temp = Path(command.build_temp) / "cuda"
+    compiler = command.compiler
+    saved_include_dirs = list(compiler.include_dirs)
+    for folder in config.include_dirs:
+        compiler.add_include_dir(folder)
+    try:
+        objects = build.compile_upstream(
+            compiler, command.tree, temp, macros=[("GPU", None)]
+        )
+    finally:
+        compiler.set_include_dirs(saved_include_dirs)
+
+    objects += build_cuda.compile_kernels(
+        config, command.tree, temp / "kernels", build.UPSTREAM_CFLAGS, build.GLUE
+    )
+
+    ext.extra_objects = objects
+    ext.extra_compile_args = build.GLUE_CFLAGS
+    ext.include_dirs = [
+        str(command.tree / "include"),
+        str(command.tree / "src"),
+        str(build.GLUE),
+        *config.include_dirs,
+    ]
+    ext.define_macros = [("GPU", None)]
+    ext.library_dirs = list(config.library_dirs)
+    # nvcc compiles the kernels as C++, so they need the C++ runtime.
+    ext.libraries = ["m", "stdc++", *config.libraries]
+    ext.extra_link_args = [f"-Wl,-rpath,{folder}" for folder in config.rpaths]
+
+    saved_temp = command.build_temp
+    command.build_temp = str(temp)
+    try:
+        build_ext.build_extension(command, ext)
+    finally:
+        command.build_temp = saved_temp
+
+
 class BuildExt(build_ext):
     def run(self):
         self.tree = prepare_tree()
         copy_data(self.tree)
+        self.cuda = configure_cuda(self.extensions)
         super().run()
 
     def build_extension(self, ext):
+        if ext.name == cuda.name:
+            build_cuda_extension(self, ext, self.cuda)
+            return
         ext.extra_objects = build.compile_upstream(
             self.compiler, self.tree, self.build_temp
         )
@@ -119,7 +191,18 @@ cpu = Extension(
     libraries=["m"],
 )
 
+# Built only when configure_cuda finds nvcc, cuBLAS and cuRAND.
+cuda = Extension(
+    "pydarknet_loss._yolo_cuda",
+    sources=[
+        "pydarknet_loss/_yolo_cuda.pyx",
+        "darknet_src/glue/pdl_glue.c",
+        "darknet_src/glue/pdl_cuda.c",
+        "darknet_src/glue/pdl_report.c",
+    ],
+)
+
 setup(
-    ext_modules=cythonize([cpu], compiler_directives={"language_level": 3}),
+    ext_modules=cythonize([cpu, cuda], compiler_directives={"language_level": 3}),
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
 )

@@ -9,6 +9,8 @@ cdef extern from "pdl_glue.h" nogil:
         PDL_ENOMEM
         PDL_EREPORT
         PDL_ENODEVICE
+        PDL_ECUDA
+        PDL_ENOTDEVICE
 
     ctypedef struct pdl_params:
         int batch
@@ -40,3 +42,10 @@ cdef extern from "pdl_glue.h" nogil:
     int pdl_forward(const pdl_params *params, const float *input,
                     const float *truth, float *output, float *delta,
                     float *cost, pdl_stats *stats)
+
+    # GPU builds only (darknet_src/glue/pdl_cuda.c).
+    int pdl_forward_device(const pdl_params *params, const float *input_gpu,
+                           const float *truth, float *output, float *delta,
+                           float *cost, pdl_stats *stats)
+    int pdl_cuda_device_count()
+    const char *pdl_cuda_error()

@@ -12,6 +12,8 @@ _ERRORS = {
     PDL_ENOMEM: (MemoryError, "upstream make_yolo_layer could not allocate"),
     PDL_EREPORT: (RuntimeError, "upstream printed an unexpected statistics line"),
     PDL_ENODEVICE: (RuntimeError, "no CUDA device was found"),
+    PDL_ECUDA: (RuntimeError, "a CUDA runtime call failed"),
+    PDL_ENOTDEVICE: (ValueError, "the input pointer is not CUDA device memory"),
 }
 
 

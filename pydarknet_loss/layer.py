@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pydarknet_loss import cuda
+
 try:
     from pydarknet_loss import _yolo_cpu
 except ImportError as error:
@@ -232,7 +234,7 @@ class YoloLayer:
             f"truth_thresh={self.truth_thresh}, max_boxes={self.max_boxes})"
         )
 
-    def forward(self, logits, truth=None):
+    def forward(self, logits, truth=None, device="cpu"):
         """Run upstream ``forward_yolo_layer`` on a batch.
 
         Parameters
@@ -249,6 +251,12 @@ class YoloLayer:
             image's list ends at its first row with ``x == 0``, as in
             Darknet; rows after it are ignored with a ``TruthWarning``.
             Without truth the layer runs in inference mode.
+        device : {"cpu", "cuda"}, optional
+            "cuda" runs upstream ``forward_yolo_layer_gpu``: the logistic
+            activation in upstream's CUDA kernel, then the loss on the CPU.
+            With "cuda", ``logits`` may also be a float32 C-contiguous GPU
+            array (any object with ``__cuda_array_interface__``, such as a
+            CuPy array or a PyTorch CUDA tensor), read in place.
 
         Returns
         -------
@@ -266,14 +274,25 @@ class YoloLayer:
             value, or more than ``max_boxes`` rows.
         TypeError
             On logits or truth that cannot be cast to float32 safely.
+        pydarknet_loss.cuda.CudaUnavailableError
+            With ``device="cuda"`` when the package was built without CUDA,
+            or, as its subclass ``NoCudaDeviceError``, when no device is
+            found.
 
         Notes
         -----
         The gradient of Darknet's loss with respect to ``logits`` is
         ``-delta``.  For x and y, that loss is binary cross-entropy on
         the sigmoid, not the squared error the YOLOv3 paper names.
-        Inputs are never modified.
+        Inputs are never modified.  On "cuda" the activated output differs
+        from the CPU's by a few float32 ulps, because the device's ``expf``
+        rounds differently from the host's.
         """
+        if device == "cuda" or cuda.is_device_array(logits):
+            return self._forward_cuda(logits, truth, device)
+        if device != "cpu":
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
         logits = self._check_logits(logits)
         batch, _, h, w = logits.shape
         output = np.empty_like(logits)
@@ -298,6 +317,52 @@ class YoloLayer:
             self.max_boxes,
             self.index,
         )
+        if truth is None:
+            return YoloResult(output=output)
+        return YoloResult(
+            output=output, delta=delta, cost=float(cost), stats=YoloStats(*stats)
+        )
+
+    def _forward_cuda(self, logits, truth, device):
+        """Run upstream ``forward_yolo_layer_gpu`` on host or GPU logits."""
+        if device != "cuda":
+            raise TypeError(
+                "logits lie in GPU memory (__cuda_array_interface__): pass "
+                "device='cuda', or copy them to the host for device='cpu'"
+            )
+        module = cuda.load_module()
+
+        pointer = None
+        if cuda.is_device_array(logits):
+            pointer, shape = cuda.device_logits(logits, self.channels)
+        else:
+            logits = self._check_logits(logits)
+            shape = logits.shape
+        batch, _, h, w = shape
+        output = np.empty(shape, dtype=np.float32)
+        delta = np.empty(shape, dtype=np.float32)
+
+        padded = None
+        if truth is not None:
+            padded = self._check_truth(truth, batch, h, w)
+
+        options = (
+            self.mask,
+            self.anchors,
+            output,
+            delta,
+            self.classes,
+            self.net_w,
+            self.net_h,
+            self.ignore_thresh,
+            self.truth_thresh,
+            self.max_boxes,
+            self.index,
+        )
+        if pointer is None:
+            cost, stats = module.forward(logits, padded, *options)
+        else:
+            cost, stats = module.forward_device(pointer, shape, padded, *options)
         if truth is None:
             return YoloResult(output=output)
         return YoloResult(

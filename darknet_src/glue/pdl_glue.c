@@ -7,8 +7,9 @@
 
 #include "pdl_glue.h"
 #include "pdl_report.h"
+#include "pdl_internal.h"
 
-static int valid(const pdl_params *p)
+int pdl_valid_params(const pdl_params *p)
 {
     long long outputs;
     int i;
@@ -28,7 +29,7 @@ static int valid(const pdl_params *p)
     return outputs * p->batch <= INT_MAX;
 }
 
-static void read_stats(const pdl_report *report, pdl_stats *stats)
+void pdl_read_stats(const pdl_report *report, pdl_stats *stats)
 {
     stats->region = (int)report->values[0];
     stats->avg_iou = (float)report->values[1];
@@ -40,6 +41,9 @@ static void read_stats(const pdl_report *report, pdl_stats *stats)
     stats->count = (int)report->values[7];
 }
 
+/* A -DGPU build gets pdl_forward from pdl_cuda.c: its forward_yolo_layer skips
+ * the logistic activation that forward_yolo_layer_gpu runs on the device. */
+#ifndef GPU
 int pdl_forward(const pdl_params *p, const float *input, const float *truth,
                 float *output, float *delta, float *cost, pdl_stats *stats)
 {
@@ -52,7 +56,7 @@ int pdl_forward(const pdl_params *p, const float *input, const float *truth,
     pdl_report report;
     int i;
 
-    if (!valid(p) || (p->train && !truth)) return PDL_EINVAL;
+    if (!pdl_valid_params(p) || (p->train && !truth)) return PDL_EINVAL;
 
     /*
      * Build the layer the way parse_yolo does, for one image so that its
@@ -103,6 +107,7 @@ int pdl_forward(const pdl_params *p, const float *input, const float *truth,
     if (!p->train) return PDL_OK;
     if (report.n_lines != 1 || report.n_values != 8) return PDL_EREPORT;
     *cost = layer_cost;
-    read_stats(&report, stats);
+    pdl_read_stats(&report, stats);
     return PDL_OK;
 }
+#endif

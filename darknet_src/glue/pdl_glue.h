@@ -49,7 +49,9 @@ enum {
     PDL_EINVAL = 1,     /* a size or index out of range */
     PDL_ENOMEM = 2,     /* upstream allocation failed */
     PDL_EREPORT = 3,    /* the statistics line had an unexpected shape */
-    PDL_ENODEVICE = 4   /* no CUDA device (GPU builds only) */
+    PDL_ENODEVICE = 4,  /* no CUDA device (GPU builds only) */
+    PDL_ECUDA = 5,      /* a CUDA runtime call failed: see pdl_cuda_error */
+    PDL_ENOTDEVICE = 6  /* an input pointer is not CUDA device memory */
 };
 
 /*
@@ -62,5 +64,22 @@ enum {
 int pdl_forward(const pdl_params *params, const float *input,
                 const float *truth, float *output, float *delta,
                 float *cost, pdl_stats *stats);
+
+/*
+ * GPU builds only (-DGPU): pdl_forward copies input to the device and runs
+ * upstream forward_yolo_layer_gpu.  pdl_forward_device reads input_gpu, a
+ * pointer to device memory, in place.  Both check for a device before any
+ * upstream CUDA code runs, because upstream's check_error ends the process
+ * on any CUDA failure.
+ */
+int pdl_forward_device(const pdl_params *params, const float *input_gpu,
+                       const float *truth, float *output, float *delta,
+                       float *cost, pdl_stats *stats);
+
+/* Return the number of CUDA devices, or -1 with pdl_cuda_error set. */
+int pdl_cuda_device_count(void);
+
+/* Return the calling thread's last CUDA error message, or "". */
+const char *pdl_cuda_error(void);
 
 #endif
