@@ -317,7 +317,8 @@ class BackendLayer(YoloLayer):
         changed = {k: v for k, v in self.values.items() if v != self.backend.options[k]}
         return (
             f"BackendLayer(backend={self.backend.name!r}, classes={self.classes}, "
-            f"mask={self.mask.tolist()}, total={self.total}, max_boxes={self.max_boxes}, "
+            f"mask={self.mask.tolist()}, total={self.total}, "
+            f"max_boxes={self.max_boxes}, "
             f"options={changed})"
         )
 

@@ -81,9 +81,7 @@ def _as_anchor_array(anchors):
     with np.errstate(over="ignore", under="ignore"):
         array = array.astype(np.float32)
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(
-            f"anchors must be finite and positive in float32, got {array}"
-        )
+        raise ValueError(f"anchors must be finite and positive in float32, got {array}")
     return array
 
 
@@ -113,9 +111,7 @@ def _positive_int(name, value):
 
 
 def _int32(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, np.integer)
-    ):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not -INT_MAX - 1 <= value <= INT_MAX:
         raise ValueError(f"{name} must fit in int32, got {value}")
@@ -234,7 +230,7 @@ class YoloLayer:
             f"truth_thresh={self.truth_thresh}, max_boxes={self.max_boxes})"
         )
 
-    def forward(self, logits, truth=None, device="cpu"):
+    def forward(self, logits, truth=None, device="cpu", out=None):
         """Run upstream ``forward_yolo_layer`` on a batch.
 
         Parameters
@@ -257,6 +253,11 @@ class YoloLayer:
             With "cuda", ``logits`` may also be a float32 C-contiguous GPU
             array (any object with ``__cuda_array_interface__``, such as a
             CuPy array or a PyTorch CUDA tensor), read in place.
+        out : tuple of two numpy.ndarray, optional
+            ``(output, delta)`` buffers to write into instead of new
+            arrays: float32, C-contiguous, writable, of the logits' shape,
+            sharing no memory with each other or with ``logits``.  Reusing
+            them across calls saves an allocation and its page faults.
 
         Returns
         -------
@@ -289,14 +290,13 @@ class YoloLayer:
         rounds differently from the host's.
         """
         if device == "cuda" or cuda.is_device_array(logits):
-            return self._forward_cuda(logits, truth, device)
+            return self._forward_cuda(logits, truth, device, out)
         if device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
         logits = self._check_logits(logits)
         batch, _, h, w = logits.shape
-        output = np.empty_like(logits)
-        delta = np.empty_like(logits)
+        output, delta = _output_buffers(logits.shape, out, logits)
 
         padded = None
         if truth is not None:
@@ -323,7 +323,7 @@ class YoloLayer:
             output=output, delta=delta, cost=float(cost), stats=YoloStats(*stats)
         )
 
-    def _forward_cuda(self, logits, truth, device):
+    def _forward_cuda(self, logits, truth, device, out):
         """Run upstream ``forward_yolo_layer_gpu`` on host or GPU logits."""
         if device != "cuda":
             raise TypeError(
@@ -339,8 +339,7 @@ class YoloLayer:
             logits = self._check_logits(logits)
             shape = logits.shape
         batch, _, h, w = shape
-        output = np.empty(shape, dtype=np.float32)
-        delta = np.empty(shape, dtype=np.float32)
+        output, delta = _output_buffers(shape, out, None if pointer else logits)
 
         padded = None
         if truth is not None:
@@ -431,6 +430,30 @@ class YoloLayer:
         padded = np.zeros((batch, TRUTH_ROWS, TRUTH_SIZE), dtype=np.float32)
         padded[:, :k] = array
         return padded
+
+
+def _output_buffers(shape, out, logits):
+    """Return (output, delta) buffers: new ones, or ``out`` once checked."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError("out must be a tuple (output, delta) of numpy arrays")
+    for name, array in zip(("output", "delta"), out):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"out {name} must be a numpy array, got {type(array)}")
+        if array.dtype != np.float32 or tuple(array.shape) != tuple(shape):
+            raise ValueError(
+                f"out {name} must be float32 of shape {tuple(shape)}, "
+                f"got {array.dtype} of shape {array.shape}"
+            )
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"out {name} must be C-contiguous and writable")
+        if logits is not None and np.shares_memory(array, logits):
+            raise ValueError(f"out {name} shares memory with logits")
+    if np.shares_memory(out[0], out[1]):
+        raise ValueError("out output and delta share memory")
+    return out
 
 
 def _active_rows(truth):

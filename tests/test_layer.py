@@ -261,3 +261,46 @@ def test_anchors_reach_upstream(rng):
     assert small_first.delta.reshape(2, 6, 4, 4)[0, 0, 2, 2] != 0
     assert large_first.delta.reshape(2, 6, 4, 4)[1, 0, 2, 2] != 0
     assert large_first.delta.reshape(2, 6, 4, 4)[0, 0, 2, 2] == 0
+
+
+def test_out_buffers_reused(rng):
+    layer, grid = yolov3_layer(0)
+    logits = rng.normal(size=(2, 255, grid, grid)).astype(np.float32)
+    truth = random_truth(rng, 2, 4)
+    expected = layer.forward(logits, truth)
+
+    out = (np.full_like(logits, np.nan), np.full_like(logits, np.nan))
+    for _ in range(2):
+        result = layer.forward(logits, truth, out=out)
+        assert result.output is out[0]
+        assert result.delta is out[1]
+        np.testing.assert_array_equal(result.delta, expected.delta)
+        np.testing.assert_array_equal(result.output, expected.output)
+        assert result.cost == expected.cost
+
+
+def bad_out_buffers(logits):
+    good = np.empty_like(logits)
+    read_only = np.empty_like(logits)
+    read_only.flags.writeable = False
+    wide = np.empty(logits.shape[:3] + (2 * logits.shape[3],), np.float32)
+    return {
+        "list": ([good, np.empty_like(logits)], TypeError, "tuple"),
+        "float64": ((good, logits.astype(np.float64)), ValueError, "float32"),
+        "shape": ((good, logits[:, :, :, 1:].copy()), ValueError, "shape"),
+        "strided": ((good, wide[:, :, :, ::2]), ValueError, "C-contiguous"),
+        "read-only": ((good, read_only), ValueError, "writable"),
+        "logits": ((good, logits), ValueError, "shares memory with logits"),
+        "same": ((good, good), ValueError, "share memory"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["list", "float64", "shape", "strided", "read-only", "logits", "same"]
+)
+def test_bad_out_buffers_rejected(rng, case):
+    layer, grid = yolov3_layer(0)
+    logits = rng.normal(size=(1, 255, grid, grid)).astype(np.float32)
+    out, error, message = bad_out_buffers(logits)[case]
+    with pytest.raises(error, match=message):
+        layer.forward(logits, random_truth(rng, 1, 2), out=out)
