@@ -48,6 +48,7 @@ BATCHES = (1, 16, 64)
 # batch 64 at 76x76 would need well over 10 GiB.
 DERIVATION_BATCHES = (1, 16)
 SEED = 20180914
+THREAD_REPEATS = 31
 
 
 def machine_summary():
@@ -162,7 +163,8 @@ def repeats_for(batch):
 
 
 def bench_speed(driver, work, rng):
-    """Return rows (layer, batch, C s, binding s, derivation s or None)."""
+    """Return rows (grid, batch, C s, binding s, binding with out= s,
+    derivation s or None)."""
     from pydarknet_loss.derivation import yolo_loss
 
     rows = []
@@ -173,6 +175,9 @@ def bench_speed(driver, work, rng):
             repeats = repeats_for(batch)
             c_time = run_driver(driver, work, mask, grid, logits, truth, repeats)
             binding = time_call(lambda: layer.forward(logits, truth), repeats)
+            # The C driver reuses its buffers, and so does out=.
+            out = (np.empty_like(logits), np.empty_like(logits))
+            reused = time_call(lambda: layer.forward(logits, truth, out=out), repeats)
             derived = None
             if batch in DERIVATION_BATCHES:
                 derived = time_call(
@@ -182,9 +187,19 @@ def bench_speed(driver, work, rng):
                     ),
                     max(1, repeats // 3),
                 )  # fmt: skip
-            rows.append((grid, batch, c_time, binding, derived))
+            rows.append((grid, batch, c_time, binding, reused, derived))
             print(f"  measured {grid}x{grid} batch {batch}", file=sys.stderr)
     return rows
+
+
+def bench_call_cost(rng, batch=16):
+    """Return the seconds of one forward on a 1x1 grid: the binding's fixed
+    cost per call (checks, truth padding, layer set-up), nearly no C work."""
+    mask, _, index = YOLOV3_LAYERS[0]
+    layer = make_layer(mask, index)
+    logits, truth = make_inputs(rng, batch, 1)
+    out = (np.empty_like(logits), np.empty_like(logits))
+    return time_call(lambda: layer.forward(logits, truth, out=out), 2001)
 
 
 def bench_threads(rng, batch=16, threads=2):
@@ -196,12 +211,25 @@ def bench_threads(rng, batch=16, threads=2):
             logits, truth = make_inputs(rng, batch, grid)
             parts = [(logits[i::threads], truth[i::threads]) for i in range(threads)]
             parts = [(np.ascontiguousarray(z), t) for z, t in parts]
+            # Each thread reuses its buffers: page faults on fresh arrays
+            # take a lock in the kernel that the two threads would share.
+            outs = {id(z): (np.empty_like(z), np.empty_like(z)) for z, _ in parts}
+            whole_out = (np.empty_like(logits), np.empty_like(logits))
 
             def split():
-                list(pool.map(lambda part: layer.forward(*part), parts))
+                list(
+                    pool.map(
+                        lambda part: layer.forward(*part, out=outs[id(part[0])]),
+                        parts,
+                    )
+                )
 
-            whole = time_call(lambda: layer.forward(logits, truth), 5)
-            rows.append((grid, whole, time_call(split, 5)))
+            # Many repeats: on a shared two-core machine a single slow
+            # repeat of either core skews a short median.
+            whole = time_call(
+                lambda: layer.forward(logits, truth, out=whole_out), THREAD_REPEATS
+            )
+            rows.append((grid, whole, time_call(split, THREAD_REPEATS)))
     return rows
 
 
@@ -256,28 +284,35 @@ def bench_memory():
     return rows
 
 
-def print_tables(speed, threads, memory):
+def print_tables(speed, call_cost, threads, memory):
     print()
     print("(a, b) one forward pass, median seconds")
     print(
-        "| grid | batch | C driver | binding | overhead | numpy derivation "
-        "| derivation / binding |"
+        "| grid | batch | C driver | binding | binding, out= | overhead, out= "
+        "| numpy derivation | derivation / binding |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for grid, batch, c_time, binding, derived in speed:
-        overhead = f"{100 * (binding / c_time - 1):+.1f}%"
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for grid, batch, c_time, binding, reused, derived in speed:
+        overhead = f"{100 * (reused / c_time - 1):+.1f}%"
         if derived is None:
             derived_text = ratio = "not run"
         else:
             derived_text = f"{derived:.4f}"
             ratio = f"{derived / binding:.1f}x"
         print(
-            f"| {grid} | {batch} | {c_time:.4f} | {binding:.4f} | {overhead} "
+            f"| {grid} | {batch} | {c_time:.4f} | {binding:.4f} | {reused:.4f} "
+            f"| {overhead} "
             f"| {derived_text} | {ratio} |"
         )
 
     print()
-    print("(c) batch 16: one call against two threads of 8 images each")
+    print(
+        f"fixed cost of one call (1x1 grid, batch 16, out= buffers): "
+        f"{call_cost * 1e6:.0f} us"
+    )
+
+    print()
+    print("(c) batch 16: one call against two threads of 8 images each, out= buffers")
     print("| grid | one call s | two threads s | speed-up |")
     print("| ---: | ---: | ---: | ---: |")
     for grid, whole, split in threads:
@@ -309,9 +344,10 @@ def main():
         driver = build_driver(work)
         rng = np.random.default_rng(SEED)
         speed = bench_speed(driver, work, rng)
+    call_cost = bench_call_cost(rng)
     threads = bench_threads(rng)
     memory = bench_memory()
-    print_tables(speed, threads, memory)
+    print_tables(speed, call_cost, threads, memory)
     print()
     print(f"total run time {time.perf_counter() - started:.0f} s")
     print(
