@@ -41,6 +41,10 @@ LOSS_FORMS = {
 # float32 delta against a float64 derivation, with Darknet's -Ofast expf
 TOLERANCE = 2e-5
 STATS_TOLERANCE = 1e-4
+# Darknet sums the squares of delta in float32, in an order that depends
+# on how the compiler vectorizes the loop (a sanitizer build sums them
+# one by one), so the cost matches a float64 sum only to about 1e-5.
+COST_TOLERANCE = 1e-4
 STATS_NAMES = ("avg_iou", "avg_class", "avg_obj", "avg_no_obj", "recall50", "recall75")
 
 
@@ -199,7 +203,9 @@ def _failures(check):
             failures.append(f"{component.name}: delta also matches the MSE reading")
     if check.untrained_max != 0:
         failures.append("delta is non-zero outside every component")
-    if not abs(check.cost - check.delta_norm2) <= 1e-5 * max(1.0, check.delta_norm2):
+    if not abs(check.cost - check.delta_norm2) <= COST_TOLERANCE * max(
+        1.0, check.delta_norm2
+    ):
         failures.append("cost differs from ||delta||^2")
     if not _stats_agree(check.stats, check.numpy_stats):
         failures.append("Darknet's statistics differ from the derivation's")
