@@ -137,6 +137,7 @@ def build_cuda_extension(command, ext, config):
     )
 
     ext.extra_objects = objects
+    ext.depends = list(ext.depends) + objects
     ext.extra_compile_args = build.GLUE_CFLAGS
     ext.include_dirs = [
         str(command.tree / "include"),
@@ -172,6 +173,10 @@ class BuildExt(build_ext):
         ext.extra_objects = build.compile_upstream(
             self.compiler, self.tree, self.build_temp
         )
+        # setuptools relinks only when a source or dependency is newer
+        # than the module; upstream objects are not sources to it, so a
+        # tree named by DARKNET_SRC would otherwise leave an old link.
+        ext.depends = list(ext.depends) + ext.extra_objects
         ext.extra_compile_args = build.GLUE_CFLAGS
         ext.include_dirs = [
             str(self.tree / "include"),

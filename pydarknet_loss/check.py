@@ -243,6 +243,9 @@ def seeded_logits(options, truth, seed):
                 break
             i = int(np.float32(x) * np.float32(w))
             j = int(np.float32(y) * np.float32(h))
+            if not (0 <= i < w and 0 <= j < h):
+                # outside the grid: the layer rejects this truth itself
+                continue
             offset = np.clip(
                 [x * w - i, y * h - j] + rng.normal(0, 0.05, 2), 0.02, 0.98
             )

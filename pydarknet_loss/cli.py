@@ -10,6 +10,7 @@ identities hold, 1 when one fails, 2 on invalid input.
 import argparse
 import json
 import math
+import re
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -32,6 +33,19 @@ class InputError(ValueError):
     """A command-line input that cannot be used."""
 
 
+def _read_arrays(path):
+    """Return the arrays of a .npy or .npz file by name."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {path.stem: loaded}
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    # A damaged file fails inside numpy or zipfile with many error types.
+    except Exception as error:
+        raise InputError(f"cannot read logits from {path}: {error!r}") from None
+
+
 def load_logits(path, layers, batch):
     """Return one logits array per layer from a .npy or .npz file.
 
@@ -41,29 +55,33 @@ def load_logits(path, layers, batch):
     are left out.
     """
     path = Path(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read logits from {path}: {error}") from None
-    if isinstance(loaded, np.ndarray):
-        arrays = {path.stem: loaded}
-    else:
-        with loaded:
-            arrays = {key: loaded[key] for key in loaded.files}
+    arrays = _read_arrays(path)
+    if not arrays:
+        raise InputError(f"{path} holds no logits array")
 
     def shape(o):
         return (batch, len(o.mask) * (5 + o.classes), o.h, o.w)
 
+    expected = ", ".join(f"layer{o.index} {shape(o)}" for o in layers)
     chosen = {}
     for key, array in arrays.items():
-        by_name = [o for o in layers if key == f"layer{o.index}"]
-        by_shape = [o for o in layers if array.shape == shape(o)]
-        matches = by_name or by_shape
-        if len(matches) != 1:
-            shapes = ", ".join(f"layer{o.index} {shape(o)}" for o in layers)
+        if array.dtype.kind not in "fiu":
+            raise InputError(
+                f"logits array '{key}' has dtype {array.dtype}; expected real numbers"
+            )
+        if re.fullmatch(r"layer\d+", key):
+            matches = [o for o in layers if key == f"layer{o.index}"]
+            if not matches:
+                raise InputError(
+                    f"logits array '{key}' names no [yolo] layer: {expected}"
+                )
+        else:
+            matches = [o for o in layers if array.shape == shape(o)]
+        if len(matches) != 1 or array.shape != shape(matches[0]):
             raise InputError(
                 f"logits array '{key}' with shape {array.shape} matches "
-                f"{len(matches)} [yolo] layers; expected one of: {shapes}"
+                f"{len(matches)} [yolo] layers for {batch} images; expected "
+                f"one of: {expected}"
             )
         if matches[0].index in chosen:
             raise InputError(f"two logits arrays for layer{matches[0].index}")
@@ -94,6 +112,15 @@ def run_check(args):
         layer = YoloLayer.from_options(options)
         checks.append(check_layer(layer, given[options.index], truth))
 
+    # Without one responsible entry the x, y identity was never tested.
+    responsible = sum(c.components[0].entries for c in checks)
+    failures = []
+    if not responsible:
+        failures.append(
+            "no truth was assigned to an anchor of these layers, so the x, y "
+            "identity was not checked"
+        )
+
     report = {
         "cfg": str(cfg),
         "labels": str(labels),
@@ -101,13 +128,25 @@ def run_check(args):
         "logits": str(args.logits) if args.logits else f"seeded ({args.seed})",
         "tolerance": TOLERANCE,
         "layers": [_layer_dict(check) for check in checks],
-        "ok": all(check.ok for check in checks),
+        "failures": failures,
+        "ok": not failures and all(check.ok for check in checks),
     }
     return report, checks
 
 
 def _finite_or_none(value):
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _strict_json(value):
+    """Return ``value`` with non-finite floats as None, which JSON can hold."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _layer_dict(check):
@@ -190,6 +229,8 @@ def format_report(report, checks):
             "the gradient of squared error after the sigmoid."
         )
     else:
+        for failure in report["failures"]:
+            lines.append(f"FAILED: {failure}")
         lines.append("FAILED: an expected identity does not hold (see above).")
     return "\n".join(lines)
 
@@ -233,12 +274,19 @@ def main(argv=None):
         return forks_cli.run(args)
     try:
         report, checks = run_check(args)
-    except (InputError, CfgError, LabelError, ValueError, OSError) as error:
+    except (InputError, CfgError, LabelError, ValueError, TypeError, OSError) as error:
         print(f"pydarknet-loss: error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "pydarknet-loss: error: not enough memory for these layers; "
+            "check the cfg's width, height and batch",
+            file=sys.stderr,
+        )
         return 2
 
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_strict_json(report), indent=2, allow_nan=False))
     else:
         print(format_report(report, checks))
     return 0 if report["ok"] else 1

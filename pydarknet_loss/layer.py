@@ -256,8 +256,9 @@ class YoloLayer:
         out : tuple of two numpy.ndarray, optional
             ``(output, delta)`` buffers to write into instead of new
             arrays: float32, C-contiguous, writable, of the logits' shape,
-            sharing no memory with each other or with ``logits``.  Reusing
-            them across calls saves an allocation and its page faults.
+            sharing no memory with each other or with the inputs.  Reusing
+            them across calls saves an allocation and its page faults.  In
+            inference mode upstream still clears the delta buffer.
 
         Returns
         -------
@@ -296,7 +297,8 @@ class YoloLayer:
 
         logits = self._check_logits(logits)
         batch, _, h, w = logits.shape
-        output, delta = _output_buffers(logits.shape, out, logits)
+        inputs = {"logits": logits, "truth": truth}
+        output, delta = _output_buffers(logits.shape, out, inputs)
 
         padded = None
         if truth is not None:
@@ -339,7 +341,8 @@ class YoloLayer:
             logits = self._check_logits(logits)
             shape = logits.shape
         batch, _, h, w = shape
-        output, delta = _output_buffers(shape, out, None if pointer else logits)
+        inputs = {"truth": truth} if pointer else {"logits": logits, "truth": truth}
+        output, delta = _output_buffers(shape, out, inputs)
 
         padded = None
         if truth is not None:
@@ -432,8 +435,12 @@ class YoloLayer:
         return padded
 
 
-def _output_buffers(shape, out, logits):
-    """Return (output, delta) buffers: new ones, or ``out`` once checked."""
+def _output_buffers(shape, out, inputs):
+    """Return (output, delta) buffers: new ones, or ``out`` once checked.
+
+    ``inputs`` maps names to the caller's arrays, which ``out`` must not
+    overlap.
+    """
     if out is None:
         return np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
 
@@ -449,8 +456,9 @@ def _output_buffers(shape, out, logits):
             )
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(f"out {name} must be C-contiguous and writable")
-        if logits is not None and np.shares_memory(array, logits):
-            raise ValueError(f"out {name} shares memory with logits")
+        for input_name, given in inputs.items():
+            if isinstance(given, np.ndarray) and np.shares_memory(array, given):
+                raise ValueError(f"out {name} shares memory with {input_name}")
     if np.shares_memory(out[0], out[1]):
         raise ValueError("out output and delta share memory")
     return out

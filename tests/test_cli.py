@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from pydarknet_loss import check, cli
 from pydarknet_loss.cfg import read_yolo_layers
@@ -121,3 +122,59 @@ def test_broken_identity_exits_one(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "FAILED: x: delta is not -gradient of BCE reading" in out
     assert "FAILED: y" not in out
+
+
+def test_label_on_image_edge_exits_two(tmp_path, capsys):
+    edge = tmp_path / "edge.txt"
+    edge.write_text("0 1.0 0.5 0.2 0.3\n")
+    assert cli.main(["check", "--labels", str(edge)]) == 2
+    assert "x must be in (0, 1)" in capsys.readouterr().err
+
+
+BAD_LOGITS_FILES = {
+    "truncated npz": "truncated.npz",
+    "empty npy": "empty.npy",
+    "no arrays": "none.npz",
+    "unknown layer name": "layer99.npz",
+    "named layer wrong shape": "layer82.npz",
+    "complex": "complex.npz",
+}
+
+
+def write_bad_logits(folder, name):
+    path = folder / name
+    if name == "truncated.npz":
+        np.savez(path, layer82=np.zeros((7, 255, 19, 19), np.float32))
+        path.write_bytes(path.read_bytes()[:1000])
+    elif name == "empty.npy":
+        path.write_bytes(b"")
+    elif name == "none.npz":
+        np.savez(path)
+    elif name == "layer99.npz":
+        np.savez(path, layer99=np.zeros((7, 255, 19, 19), np.float32))
+    elif name == "layer82.npz":
+        np.savez(path, layer82=np.zeros((7, 255, 38, 38), np.float32))
+    else:
+        np.savez(path, layer82=np.zeros((7, 255, 19, 19), np.complex64))
+    return path
+
+
+@pytest.mark.parametrize("name", BAD_LOGITS_FILES.values(), ids=BAD_LOGITS_FILES.keys())
+def test_bad_logits_file_exits_two(tmp_path, capsys, name):
+    path = write_bad_logits(tmp_path, name)
+    assert cli.main(["check", "--logits", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pydarknet-loss: error:")
+    assert "Traceback" not in err
+
+
+def test_empty_labels_check_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert cli.main(["check", "--json", "--labels", str(empty)]) == 1
+    text = capsys.readouterr().out
+    assert "NaN" not in text
+    report = json.loads(text)
+    assert report["ok"] is False
+    assert "x, y identity was not checked" in report["failures"][0]
+    assert report["layers"][0]["stats"]["avg_iou"] is None

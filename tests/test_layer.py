@@ -304,3 +304,15 @@ def test_bad_out_buffers_rejected(rng, case):
     out, error, message = bad_out_buffers(logits)[case]
     with pytest.raises(error, match=message):
         layer.forward(logits, random_truth(rng, 1, 2), out=out)
+
+
+def test_out_sharing_truth_rejected(rng):
+    # A delta buffer viewed over the caller's truth would overwrite it.
+    layer, grid = yolov3_layer(0)
+    logits = rng.normal(size=(1, 255, grid, grid)).astype(np.float32)
+    storage = np.zeros(logits.size + 10, dtype=np.float32)
+    truth = storage[:10].reshape(1, 2, 5)
+    truth[:] = random_truth(rng, 1, 2)
+    delta = storage[:-10].reshape(logits.shape)
+    with pytest.raises(ValueError, match="shares memory with truth"):
+        layer.forward(logits, truth, out=(np.empty_like(logits), delta))
