@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import operator
 import os
+import pathlib
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Callable, NamedTuple, Optional, Sequence
 
 __all__ = [
@@ -1124,3 +1126,15 @@ def read_yolo_layers(
     """
     sections = read_cfg(path)
     return yolo_layers(sections, width, height, name=os.fspath(path))
+
+
+def upstream_cfg(name: str = "yolov3.cfg") -> pathlib.Path:
+    """Return the path of an upstream cfg file shipped in the package.
+
+    The build copies ``yolov3.cfg`` and ``yolov3-tiny.cfg`` from the
+    compiled Darknet tree.
+    """
+    path = pathlib.Path(str(files("pydarknet_loss") / "_upstream" / "cfg" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} is not among the shipped upstream cfg files")
+    return path

@@ -12,13 +12,12 @@ import json
 import math
 import re
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
 from pydarknet_loss import forks_cli
-from pydarknet_loss.cfg import CfgError, read_yolo_layers
+from pydarknet_loss.cfg import CfgError, read_yolo_layers, upstream_cfg
 from pydarknet_loss.check import TOLERANCE, check_layer, seeded_logits
 from pydarknet_loss.labels import LabelError, default_labels_dir, load_truth
 from pydarknet_loss.layer import YoloLayer
@@ -26,7 +25,7 @@ from pydarknet_loss.layer import YoloLayer
 
 def default_cfg():
     """Return the path of upstream ``cfg/yolov3.cfg`` shipped in the package."""
-    return Path(str(files("pydarknet_loss") / "_upstream" / "cfg" / "yolov3.cfg"))
+    return upstream_cfg("yolov3.cfg")
 
 
 class InputError(ValueError):

@@ -690,3 +690,12 @@ def test_read_yolo_layers_names_file(tmp_path):
         read_yolo_layers(path)
 
     assert str(caught.value).startswith(f"{path}:13: [yolo] ")
+
+
+def test_upstream_cfg_shipped():
+    from pydarknet_loss.cfg import upstream_cfg
+
+    assert [o.w for o in read_yolo_layers(upstream_cfg())] == [19, 38, 76]
+    assert upstream_cfg("yolov3-tiny.cfg").is_file()
+    with pytest.raises(FileNotFoundError, match="yolov9.cfg"):
+        upstream_cfg("yolov9.cfg")
