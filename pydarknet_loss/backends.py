@@ -112,7 +112,7 @@ class Backend:
     name : str
         ``"reference"`` or the name the backend was built under.
     flavour : str
-        ``"pjreddie"`` or ``"alexeyab"``.
+        ``"pjreddie"``, ``"alexeyab"`` or ``"hankai"``.
     source : str or None
         The tree the backend was built from; None for the reference.
     options : dict
