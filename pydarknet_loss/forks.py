@@ -52,8 +52,8 @@ ALEXEYAB_UNITS = ("activations.c", "blas.c", "box.c", "utils.c", "list.c")
 
 # hank-ai's units besides yolo_layer.cpp: what the layer calls, plus the
 # CfgAndState singleton and the reporting units it links to.  The glue
-# stands in for get_current_iteration (darknet_network.cpp would pull in
-# every layer type) and three reporting functions of darknet.cpp.
+# replaces get_current_iteration (darknet_network.cpp would pull in every
+# layer type) and three reporting functions of darknet.cpp.
 HANKAI_UNITS = (
     "activations.cpp",
     "blas.cpp",

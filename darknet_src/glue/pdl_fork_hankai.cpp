@@ -106,7 +106,7 @@ void set_options(Darknet::Layer &l, const double *v)
 /*
  * Stream buffer that appends to the calling thread's string.  The layer
  * writes its statistics line to CfgAndState::output, one pointer for the
- * whole library, after it has joined its per-image threads; a
+ * whole library, after it has joined its per-image threads.  A
  * thread-local target keeps concurrent forward calls apart.
  */
 thread_local std::string *captured = nullptr;
@@ -255,7 +255,7 @@ int pdl_fork_forward(const pdl_params *p, const double *values, const float *inp
 
     /*
      * The layer keeps per-image label buffers, so it is made for the
-     * whole batch; its own output and delta are set aside for the
+     * whole batch.  Its own output and delta are set aside for the
      * caller's buffers, which forward writes in place.
      */
     Darknet::Layer l = make_yolo_layer(p->batch, p->w, p->h, p->n, p->total,
