@@ -79,7 +79,8 @@ def copy_data(tree):
 
 def copy_glue():
     GLUE_DATA.mkdir(exist_ok=True)
-    for source in sorted(build.GLUE.glob("*.[ch]")):
+    # The C++ glue (*.cpp) is for hank-ai-flavoured trees.
+    for source in sorted([*build.GLUE.glob("*.[ch]"), *build.GLUE.glob("*.cpp")]):
         shutil.copyfile(source, GLUE_DATA / source.name)
 
     # Golden files record which upstream version the reference ran.

@@ -112,7 +112,7 @@ class Backend:
     name : str
         ``"reference"`` or the name the backend was built under.
     flavour : str
-        ``"pjreddie"`` or ``"alexeyab"``.
+        ``"pjreddie"``, ``"alexeyab"`` or ``"hankai"``.
     source : str or None
         The tree the backend was built from; None for the reference.
     options : dict
@@ -287,10 +287,15 @@ class BackendLayer(YoloLayer):
     """A fork backend's ``[yolo]`` layer behind the reference input checks.
 
     Made by :meth:`Backend.layer`.  ``forward`` takes and returns what
-    :meth:`pydarknet_loss.YoloLayer.forward` does; ``stats`` is None for
-    flavours that print other statistics than pjreddie's.  Truth rows may
-    have the fork's ``truth_size`` values (a sixth is AlexeyAB's track id,
+    :meth:`pydarknet_loss.YoloLayer.forward` does.  Truth rows may have
+    the fork's ``truth_size`` values (a sixth is AlexeyAB's track id,
     default 0).
+
+    ``stats`` holds the values of the fork's statistics line.  AlexeyAB's
+    and hank-ai's line has only ``region``, ``avg_iou`` and ``count``, so
+    ``avg_class``, ``avg_obj``, ``avg_no_obj``, ``recall50`` and
+    ``recall75`` are NaN.  When no truth is matched, these forks print
+    ``count`` 1 and ``avg_iou`` 0, where pjreddie prints 0 and NaN.
     """
 
     def __init__(self, backend, values, *, max_boxes, **shape):

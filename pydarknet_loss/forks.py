@@ -50,6 +50,37 @@ VERSION_SCRIPT = "{ global: pdl_fork_*; local: *; };\n"
 PJREDDIE_UNITS = ("activations.c", "blas.c", "box.c", "utils.c", "list.c", "cuda.c")
 ALEXEYAB_UNITS = ("activations.c", "blas.c", "box.c", "utils.c", "list.c")
 
+# hank-ai's units besides yolo_layer.cpp: what the layer calls, plus the
+# CfgAndState singleton and the reporting units it links to.  The glue
+# replaces get_current_iteration (darknet_network.cpp would pull in every
+# layer type) and three reporting functions of darknet.cpp.
+HANKAI_UNITS = (
+    "activations.cpp",
+    "blas.cpp",
+    "box.cpp",
+    "utils.cpp",
+    "list.cpp",
+    "darknet_cfg_and_state.cpp",
+    "darknet_args_and_parms.cpp",
+    "darknet_format_and_colour.cpp",
+    "darknet_utils.cpp",
+    "darknet_enums.cpp",
+    "Chart.cpp",
+)
+# Units compiled with a forced include of the project's shim, by file.
+HANKAI_UNIT_SHIMS = {"darknet_cfg_and_state.cpp": "pdl_fork_hankai_shim.h"}
+
+# CMake's Release flags for hank-ai's tree, less its x86-only -mavx2 and
+# -msse4 options, which would tie a backend to the build machine.
+HANKAI_CXXFLAGS = (
+    "-std=c++17",
+    "-Wno-unused-result",
+    "-fPIC",
+    "-O3",
+    "-ffp-contract=fast",
+    "-fvisibility=hidden",
+)
+
 # Option fields that the AlexeyAB glue sets when the tree's struct layer
 # has them; see darknet_src/glue/pdl_fork_alexeyab.c.
 ALEXEYAB_LAYER_FIELDS = (
@@ -99,6 +130,7 @@ class Flavour:
     glue: str
     include_dirs: tuple
     defines: tuple = ()
+    source_dir: str = "src"
 
 
 def cache_dir():
@@ -181,15 +213,15 @@ def detect_flavour(src):
     if not src.is_dir():
         raise BuildError(f"Darknet source folder not found: {src}")
 
-    for moved in ("src-lib/yolo_layer.cpp", "src/yolo_layer.cpp"):
-        if (src / moved).is_file():
-            # NOTE: the C++ flavour (Darknet::Layer, Darknet::NetworkState)
-            # needs a C++ glue and OpenCV headers; neither exists yet.
-            raise BuildError(
-                f"{src / moved} is a hank-ai flavoured C++ tree, which is not "
-                "supported yet; only C trees with src/yolo_layer.c "
-                "(pjreddie and AlexeyAB flavours) can be built"
-            )
+    if (src / "src-lib" / "yolo_layer.cpp").is_file():
+        return _hankai_flavour(src)
+    if (src / "src" / "yolo_layer.cpp").is_file():
+        raise BuildError(
+            f"{src / 'src' / 'yolo_layer.cpp'} is a hank-ai v2.0 tree, whose "
+            "C++ layer still takes the C layer and network_state types; only "
+            "hank-ai trees with src-lib/yolo_layer.cpp and Darknet::Layer "
+            "(v3.1 and later) can be built"
+        )
 
     layer_c = src / "src" / "yolo_layer.c"
     header = src / "include" / "darknet.h"
@@ -265,8 +297,125 @@ def _alexeyab_flavour(src, header_text, layer_text, include_dirs):
     )
 
 
+def _hankai_flavour(src):
+    """Return the hank-ai flavour for the C++ tree at ``src``."""
+    lib = src / "src-lib"
+    for required in ("yolo_layer.hpp", "darknet_internal.hpp", "darknet_version.h.in"):
+        if not (lib / required).is_file():
+            raise BuildError(f"{src} is not a hank-ai tree: {lib / required} not found")
+
+    layer_text = _read(lib / "yolo_layer.cpp")
+    if not re.search(
+        r"void\s+forward_yolo_layer\s*\(\s*Darknet::Layer\s*&\s*\w+\s*,"
+        r"\s*Darknet::NetworkState\s",
+        layer_text,
+    ):
+        raise BuildError(
+            f"{lib / 'yolo_layer.cpp'} has no forward_yolo_layer(Darknet::Layer &, "
+            "Darknet::NetworkState); hank-ai v2.1 and v3.0 trees still take the "
+            "C layer and network_state types, and only v3.1 and later can be built"
+        )
+    return Flavour(
+        name="hankai",
+        layer_unit="yolo_layer.cpp",
+        units=HANKAI_UNITS,
+        glue="pdl_fork_hankai.cpp",
+        include_dirs=(str(lib),),
+        source_dir="src-lib",
+    )
+
+
+def _opencv_flags():
+    """Return (compile flags, link flags) for OpenCV 4, from pkg-config.
+
+    Raises
+    ------
+    BuildError
+        If pkg-config or OpenCV's development files are missing.
+    """
+    try:
+        result = subprocess.run(
+            ["pkg-config", "--cflags", "--libs", "opencv4"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        result = None
+    if result is None or result.returncode != 0:
+        raise BuildError(
+            "OpenCV headers not found: hank-ai's darknet_internal.hpp includes "
+            "opencv2/opencv.hpp, and 'pkg-config --cflags --libs opencv4' failed; "
+            "install OpenCV's development files (Debian: apt-get install "
+            "pkg-config libopencv-dev)"
+        )
+    flags = result.stdout.split()
+    compile_flags = [flag for flag in flags if flag.startswith(("-I", "-D"))]
+    link_flags = [flag for flag in flags if flag not in compile_flags]
+    return compile_flags, link_flags
+
+
+def _write_version_header(src, objects_dir):
+    """Write the darknet_version.h that hank-ai's CMake would generate.
+
+    The tree's darknet_version.h.in is filled in with placeholders, since
+    the version is read only by reporting code the backend never runs.
+    """
+    template = _read(src / "src-lib" / "darknet_version.h.in")
+    values = {
+        "DARKNET_VERSION_STRING": "unknown",
+        "DARKNET_VERSION_SHORT": "0.0.0",
+        "DARKNET_BRANCH_NAME": "unknown",
+    }
+    for key, value in values.items():
+        template = template.replace("${" + key + "}", value)
+    (objects_dir / "darknet_version.h").write_text(template)
+
+
+def _hankai_compile_commands(src, flavour, glue, objects_dir):
+    """Return (command, object) pairs for a hank-ai backend."""
+    compiler = os.environ.get("CXX", "c++")
+    opencv_cflags, _ = _opencv_flags()
+    _write_version_header(src, objects_dir)
+    includes = [
+        *(f"-I{path}" for path in flavour.include_dirs),
+        f"-I{objects_dir}",
+        f"-I{glue}",
+        *opencv_cflags,
+    ]
+    commands = []
+
+    for unit in (flavour.layer_unit, *flavour.units):
+        source = src / flavour.source_dir / unit
+        if not source.is_file():
+            raise BuildError(f"{flavour.name} unit {source} not found")
+        shim = HANKAI_UNIT_SHIMS.get(unit)
+        forced = ["-include", str(glue / shim)] if shim else []
+        target = objects_dir / (Path(unit).stem + ".o")
+        command = [compiler, *HANKAI_CXXFLAGS, *includes, *forced, "-c", str(source)]
+        commands.append(([*command, "-o", str(target)], target))
+
+    target = objects_dir / "glue_pdl_fork_hankai.o"
+    command = [compiler, *HANKAI_CXXFLAGS, *includes, "-c", str(glue / flavour.glue)]
+    commands.append(([*command, "-o", str(target)], target))
+
+    # pdl_report.c provides pdl_srand, the shim's stand-in for std::srand.
+    target = objects_dir / "glue_pdl_report.o"
+    command = [
+        os.environ.get("CC", "cc"),
+        *GLUE_CFLAGS,
+        f"-I{glue}",
+        "-c",
+        str(glue / "pdl_report.c"),
+    ]
+    commands.append(([*command, "-o", str(target)], target))
+    return commands
+
+
 def _compile_commands(src, flavour, glue, objects_dir):
     """Return (command, object) pairs for every unit of the backend."""
+    if flavour.name == "hankai":
+        return _hankai_compile_commands(src, flavour, glue, objects_dir)
     compiler = os.environ.get("CC", "cc")
     includes = [f"-I{path}" for path in (*flavour.include_dirs, str(glue))]
     defines = [f"-D{define}" for define in flavour.defines]
@@ -334,16 +483,23 @@ def _compile_commands(src, flavour, glue, objects_dir):
     return commands
 
 
-def _fingerprint(src, flavour, glue, commands):
+def _fingerprint(src, flavour, glue, commands, objects_dir):
     """Return a digest of everything that goes into the library."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([c for c, _ in commands]).encode())
-    for path in sorted((src / "src").glob("*.[ch]")) + sorted(
-        (src / "include").glob("*.h")
-    ):
+
+    # The objects folder is a fresh temporary folder per build, so its
+    # name is left out, or no build would ever match a cached one.
+    text = json.dumps([c for c, _ in commands]).replace(str(objects_dir), "")
+    digest.update(text.encode())
+    tree_files = [
+        *sorted((src / flavour.source_dir).glob("*.[ch]")),
+        *sorted((src / flavour.source_dir).glob("*.[ch]pp")),
+        *sorted((src / "include").glob("*.h")),
+    ]
+    for path in tree_files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    for path in sorted(Path(glue).glob("*.[ch]")):
+    for path in sorted([*Path(glue).glob("*.[ch]"), *Path(glue).glob("*.cpp")]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -399,7 +555,7 @@ def build_backend(src, name, *, jobs=None, force=False):
     with tempfile.TemporaryDirectory(prefix="objects-", dir=target_dir) as work:
         work = Path(work)
         commands = _compile_commands(src, flavour, glue, work)
-        fingerprint = _fingerprint(src, flavour, glue, commands)
+        fingerprint = _fingerprint(src, flavour, glue, commands, work)
 
         # A fresh file name per build: dlopen returns an already loaded
         # library for a path it has seen, so a rebuilt backend must not
@@ -418,6 +574,11 @@ def build_backend(src, name, *, jobs=None, force=False):
         script.write_text(VERSION_SCRIPT)
         partial = work / library.name
         compiler = os.environ.get("CC", "cc")
+        libraries = ["-lm", "-lpthread"]
+        if flavour.name == "hankai":
+            # --as-needed keeps only the OpenCV libraries that are used.
+            compiler = os.environ.get("CXX", "c++")
+            libraries = ["-Wl,--as-needed", *_opencv_flags()[1], *libraries]
         _run(
             [
                 compiler,
@@ -428,8 +589,7 @@ def build_backend(src, name, *, jobs=None, force=False):
                 f"-Wl,--version-script={script}",
                 "-Wl,-Bsymbolic",
                 "-Wl,--no-undefined",
-                "-lm",
-                "-lpthread",
+                *libraries,
             ]
         )
         for old in target_dir.glob(f"libpdl_{name}_*.so"):

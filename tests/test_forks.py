@@ -203,3 +203,99 @@ def test_cfg_section_sets_options(fork_backends):
     section.options["iou_normalizer"] = "0.07"
     with pytest.raises(backends.OptionError, match="iou_normalizer"):
         fork_backends["unchanged"].layer_from_cfg(options, section)
+
+
+def test_real_fork_reports_stats(real_fork, cases):
+    case = cases[0]
+    layer = real_fork.layer(**case.layer_arguments())
+    stats = layer.forward(case.logits, case.truth).stats
+    assert stats is not None
+    assert stats.region == case.index
+    assert stats.count >= 0
+
+
+def _hankai_tree(root, forward):
+    """Write the files hank-ai detection reads, with the given forward line."""
+    lib = root / "src-lib"
+    lib.mkdir(parents=True)
+    for name in ("yolo_layer.hpp", "darknet_internal.hpp", "darknet_version.h.in"):
+        (lib / name).write_text("")
+    (lib / "yolo_layer.cpp").write_text(forward + "\n{\n}\n")
+    return root
+
+
+def test_hankai_tree_detected(tmp_path):
+    forward = "void forward_yolo_layer(Darknet::Layer & l, Darknet::NetworkState state)"
+    flavour = forks.detect_flavour(_hankai_tree(tmp_path, forward))
+    assert flavour.name == "hankai"
+    assert flavour.source_dir == "src-lib"
+
+
+def test_hankai_old_signature_rejected(tmp_path):
+    forward = "void forward_yolo_layer(const layer l, network_state state)"
+    with pytest.raises(forks.BuildError, match=r"v2\.1 and v3\.0"):
+        forks.detect_flavour(_hankai_tree(tmp_path, forward))
+
+
+def test_hankai_v20_layout_rejected(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "yolo_layer.cpp").write_text("")
+    with pytest.raises(forks.BuildError, match=r"src/yolo_layer\.cpp"):
+        forks.detect_flavour(tmp_path)
+
+
+def test_hankai_missing_file_named(tmp_path):
+    forward = "void forward_yolo_layer(Darknet::Layer & l, Darknet::NetworkState state)"
+    tree = _hankai_tree(tmp_path, forward)
+    (tree / "src-lib" / "darknet_internal.hpp").unlink()
+    with pytest.raises(forks.BuildError, match="darknet_internal.hpp not found"):
+        forks.detect_flavour(tree)
+
+
+@pytest.fixture(scope="session")
+def hankai_fork(tmp_path_factory):
+    """Build the hank-ai tree named by PYDARKNET_HANKAI_SRC (about a minute)."""
+    source = os.environ.get("PYDARKNET_HANKAI_SRC")
+    if not source:
+        pytest.skip("set PYDARKNET_HANKAI_SRC to a hank-ai/darknet tree to run")
+    previous = os.environ.get("PYDARKNET_LOSS_CACHE")
+    os.environ["PYDARKNET_LOSS_CACHE"] = str(tmp_path_factory.mktemp("hankai-cache"))
+    forks.build_backend(source, "hankai")
+    yield backends.load_backend("hankai")
+    if previous is None:
+        del os.environ["PYDARKNET_LOSS_CACHE"]
+    else:
+        os.environ["PYDARKNET_LOSS_CACHE"] = previous
+
+
+def test_hankai_matches_reference_loss(hankai_fork, cases):
+    assert hankai_fork.flavour == "hankai"
+    report = compare_backends(
+        "reference", hankai_fork, cases, options_b={"iou_normalizer": 1}
+    )
+
+    for name in ("objectness", "no_object", "classes"):
+        assert report.components[name].over_tolerance == 0, report.format()
+
+    # Box deltas differ only where two truths share a cell and anchor: the
+    # AlexeyAB loss adds both truths' deltas, pjreddie's keeps the later.
+    for name in ("x", "y", "w", "h"):
+        first = report.components[name].first
+        if first is not None:
+            assert first.case == "shared-cell", report.format()
+
+
+def test_hankai_stats_and_silence(hankai_fork, cases, capfd):
+    case = next(c for c in cases if c.truth.shape[1] > 0)
+    layer = hankai_fork.layer(**case.layer_arguments())
+    expected = backends.load_backend("reference").layer(**case.layer_arguments())
+
+    stats = layer.forward(case.logits, case.truth).stats
+    reference = expected.forward(case.logits, case.truth).stats
+
+    assert stats.region == reference.region
+    assert stats.count == reference.count
+    assert stats.avg_iou == pytest.approx(reference.avg_iou, abs=1e-6)
+    assert np.isnan(stats.avg_class)
+    assert np.isnan(stats.recall50)
+    assert capfd.readouterr() == ("", "")

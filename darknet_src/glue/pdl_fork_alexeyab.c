@@ -8,6 +8,7 @@
  * and PDL_TRUTH_VALUES, so one glue fits trees of several years.
  */
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "yolo_layer.h"
 
 #include "pdl_fork.h"
+#include "pdl_report.h"
 
 #ifndef PDL_TRUTH_VALUES
 #define PDL_TRUTH_VALUES 6
@@ -186,6 +188,44 @@ int pdl_fork_options(const pdl_option **table)
     return n_options;
 }
 
+/* Store in *field the value labelled label, or NaN when the line has none. */
+static void read_float(const pdl_report *report, const char *label, float *field)
+{
+    double value;
+    *field = pdl_report_find(report, label, &value) ? (float)value : NAN;
+}
+
+/*
+ * Fill stats from the layer's statistics line.  AlexeyAB's current line
+ * is "v3 (mse loss, Normalizer: (...) Region %d Avg (IOU: %f), count: %d,
+ * ..." on stderr.  It has no class, objectness or recall values, so those
+ * fields are NaN.  When no truth was matched the fork prints count 1 and
+ * IOU 0, where pjreddie prints 0 and nan, and stats keep its values.  Values
+ * are found by their labels, so the older shape kept commented out in
+ * the fork's source ("Class: %f, Obj: %f, No Obj: %f, .5R: %f, ...")
+ * fills every field.  Return 0 when the line has no region or count.
+ *
+ * NOTE: the older shape is read by the same label search but has not
+ * been run against an old tree.
+ */
+static int read_stats(const pdl_report *report, pdl_stats *stats)
+{
+    double region;
+    double count;
+
+    if (!pdl_report_find(report, "Region ", &region)) return 0;
+    if (!pdl_report_find(report, "count: ", &count)) return 0;
+    stats->region = (int)region;
+    stats->count = (int)count;
+    read_float(report, "IOU: ", &stats->avg_iou);
+    read_float(report, "Class: ", &stats->avg_class);
+    read_float(report, "Obj: ", &stats->avg_obj);
+    read_float(report, "No Obj: ", &stats->avg_no_obj);
+    read_float(report, ".5R: ", &stats->recall50);
+    read_float(report, ".75R: ", &stats->recall75);
+    return 1;
+}
+
 static int valid(const pdl_params *p)
 {
     long long outputs;
@@ -213,9 +253,9 @@ int pdl_fork_forward(const pdl_params *p, const double *values,
     float layer_cost = 0;
     int total_bbox = 0;
     int rewritten_bbox = 0;
+    pdl_report report;
     int i;
 
-    (void)stats;
     *has_stats = 0;
     if (!valid(p) || (p->train && !truth)) return PDL_EINVAL;
 
@@ -249,7 +289,10 @@ int pdl_fork_forward(const pdl_params *p, const double *values,
     state.train = p->train;
     state.index = p->index;
 
+    memset(&report, 0, sizeof(report));
+    pdl_capture(&report);
     forward_yolo_layer(l, state);
+    pdl_capture(NULL);
 
     free(l.biases);
     free(l.bias_updates);
@@ -265,6 +308,9 @@ int pdl_fork_forward(const pdl_params *p, const double *values,
 
     (void)total_bbox;
     (void)rewritten_bbox;
-    if (p->train) *cost = layer_cost;
+    if (!p->train) return PDL_OK;
+    *cost = layer_cost;
+    if (!read_stats(&report, stats)) return PDL_EREPORT;
+    *has_stats = 1;
     return PDL_OK;
 }

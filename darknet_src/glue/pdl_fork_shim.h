@@ -16,4 +16,11 @@ int pdl_system(const char *command);
 
 #define system(command) pdl_system(command)
 
+/*
+ * AlexeyAB's layer writes its statistics line to stderr, so a fork's
+ * stdout and stderr lines are captured like printf's.
+ */
+#undef fprintf
+#define fprintf(stream, ...) pdl_fork_fprintf(stream, __VA_ARGS__)
+
 #endif

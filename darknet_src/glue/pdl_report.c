@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -63,13 +64,71 @@ static void capture(const char *format, va_list args)
     }
 }
 
+static void record(const char *format, va_list args)
+{
+    int first = current ? current->n_values : 0;
+
+    capture(format, args);
+    if (!current) return;
+    current->n_lines += 1;
+    if (current->n_values > first) {
+        current->format = format;
+        current->first_value = first;
+    }
+}
+
 int pdl_printf(const char *format, ...)
 {
     va_list args;
     va_start(args, format);
-    capture(format, args);
+    record(format, args);
     va_end(args);
-    if (current) current->n_lines += 1;
+    return 0;
+}
+
+int pdl_fork_fprintf(FILE *stream, const char *format, ...)
+{
+    va_list args;
+    if (stream != stdout && stream != stderr) return 0;
+    va_start(args, format);
+    record(format, args);
+    va_end(args);
+    return 0;
+}
+
+/*
+ * Walk report->format like capture does, counting the conversions that
+ * store a value, and compare the literal text before each with label.
+ */
+int pdl_report_find(const pdl_report *report, const char *label, double *value)
+{
+    size_t label_length = strlen(label);
+    const char *text = report->format;
+    const char *start;
+    const char *p;
+    size_t before;
+    int k = report->first_value;
+
+    if (!text) return 0;
+    for (p = text; *p; ++p) {
+        const char *conversion = p;
+        if (*p != '%') continue;
+        ++p;
+        if (*p == '%') continue;
+        while (*p && strchr("-+ #0123456789.*lhz", *p)) ++p;
+        if (!*p || !strchr("diuxfegscp", *p)) return 0;
+        if (*p == 's' || *p == 'p' || *p == 'c') continue;
+
+        before = (size_t)(conversion - text);
+        start = conversion - label_length;
+        if (before >= label_length && strncmp(start, label, label_length) == 0
+            && (before == label_length || !isalpha((unsigned char)start[-1]))) {
+            if (k >= report->n_values || k >= PDL_REPORT_VALUES) return 0;
+            *value = report->values[k];
+            return 1;
+        }
+        ++k;
+    }
     return 0;
 }
 
