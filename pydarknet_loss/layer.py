@@ -304,26 +304,9 @@ class YoloLayer:
         if truth is not None:
             padded = self._check_truth(truth, batch, h, w)
 
-        cost, stats = _yolo_cpu.forward(
-            logits,
-            padded,
-            self.mask,
-            self.anchors,
-            output,
-            delta,
-            self.classes,
-            self.net_w,
-            self.net_h,
-            self.ignore_thresh,
-            self.truth_thresh,
-            self.max_boxes,
-            self.index,
-        )
-        if truth is None:
-            return YoloResult(output=output)
-        return YoloResult(
-            output=output, delta=delta, cost=float(cost), stats=YoloStats(*stats)
-        )
+        options = self._module_options(output, delta)
+        cost, stats = _yolo_cpu.forward(logits, padded, *options)
+        return _result(output, delta, cost, stats)
 
     def _forward_cuda(self, logits, truth, device, out):
         """Run upstream ``forward_yolo_layer_gpu`` on host or GPU logits."""
@@ -348,7 +331,16 @@ class YoloLayer:
         if truth is not None:
             padded = self._check_truth(truth, batch, h, w)
 
-        options = (
+        options = self._module_options(output, delta)
+        if pointer is None:
+            cost, stats = module.forward(logits, padded, *options)
+        else:
+            cost, stats = module.forward_device(pointer, shape, padded, *options)
+        return _result(output, delta, cost, stats)
+
+    def _module_options(self, output, delta):
+        """Return the arguments after logits and truth of a module's forward."""
+        return (
             self.mask,
             self.anchors,
             output,
@@ -360,15 +352,6 @@ class YoloLayer:
             self.truth_thresh,
             self.max_boxes,
             self.index,
-        )
-        if pointer is None:
-            cost, stats = module.forward(logits, padded, *options)
-        else:
-            cost, stats = module.forward_device(pointer, shape, padded, *options)
-        if truth is None:
-            return YoloResult(output=output)
-        return YoloResult(
-            output=output, delta=delta, cost=float(cost), stats=YoloStats(*stats)
         )
 
     def _check_logits(self, logits):
@@ -433,6 +416,15 @@ class YoloLayer:
         padded = np.zeros((batch, TRUTH_ROWS, TRUTH_SIZE), dtype=np.float32)
         padded[:, :k] = array
         return padded
+
+
+def _result(output, delta, cost, stats):
+    """Wrap a module's return values; ``cost`` is None in inference mode."""
+    if cost is None:
+        return YoloResult(output=output)
+    return YoloResult(
+        output=output, delta=delta, cost=float(cost), stats=YoloStats(*stats)
+    )
 
 
 def _output_buffers(shape, out, inputs):
