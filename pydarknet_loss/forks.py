@@ -11,6 +11,8 @@ Backends live in a cache outside the source tree:
 ``$PYDARKNET_LOSS_CACHE/<name>/`` (default ``~/.cache/pydarknet_loss``).
 """
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -483,14 +485,35 @@ def _compile_commands(src, flavour, glue, objects_dir):
     return commands
 
 
+def _compiler_version(compiler):
+    try:
+        result = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        # The build itself reports the missing compiler.
+        return f"unavailable: {error}"
+    return result.stdout
+
+
 def _fingerprint(src, flavour, glue, commands, objects_dir):
-    """Return a digest of everything that goes into the library."""
+    """Return a digest of everything that goes into the library.
+
+    The digest covers the compile commands without the temporary objects
+    folder, the flavour, each compiler's ``--version`` output, and the
+    contents of the tree's sources and headers and of the glue.  Two
+    builds of the same inputs get the same digest, so the second finds the
+    cached library.
+    """
     digest = hashlib.sha256()
 
     # The objects folder is a fresh temporary folder per build, so its
     # name is left out, or no build would ever match a cached one.
     text = json.dumps([c for c, _ in commands]).replace(str(objects_dir), "")
     digest.update(text.encode())
+    digest.update(json.dumps(dataclasses.asdict(flavour)).encode())
+    for compiler in sorted({command[0] for command, _ in commands}):
+        digest.update(_compiler_version(compiler).encode())
     tree_files = [
         *sorted((src / flavour.source_dir).glob("*.[ch]")),
         *sorted((src / flavour.source_dir).glob("*.[ch]pp")),
@@ -503,6 +526,23 @@ def _fingerprint(src, flavour, glue, commands, objects_dir):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _objects_dir(target_dir):
+    """Yield a temporary objects folder inside ``target_dir``.
+
+    On an error, ``target_dir`` is removed too if that leaves it empty, so
+    a failed first build leaves no empty backend folder in the cache.  A
+    folder that contains an earlier backend stays.
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix="objects-", dir=target_dir) as work:
+            yield work
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target_dir.rmdir()
+        raise
 
 
 def _run(command):
@@ -552,7 +592,7 @@ def build_backend(src, name, *, jobs=None, force=False):
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    with tempfile.TemporaryDirectory(prefix="objects-", dir=target_dir) as work:
+    with _objects_dir(target_dir) as work:
         work = Path(work)
         commands = _compile_commands(src, flavour, glue, work)
         fingerprint = _fingerprint(src, flavour, glue, commands, work)

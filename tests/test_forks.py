@@ -299,3 +299,46 @@ def test_hankai_stats_and_silence(hankai_fork, cases, capfd):
     assert np.isnan(stats.avg_class)
     assert np.isnan(stats.recall50)
     assert capfd.readouterr() == ("", "")
+
+
+def test_build_cache_hits_unchanged_tree(fork_backends):
+    """Rebuilding unchanged sources must reuse the library, not recompile."""
+    manifest = forks.read_manifest("unchanged")
+    again = forks.build_backend(manifest["source"], "unchanged")
+    assert again["cached"] is True
+    assert again["fingerprint"] == manifest["fingerprint"]
+    assert again["library"] == manifest["library"]
+
+
+def test_fingerprint_ignores_objects_folder(tmp_path):
+    """The fingerprint covers sources and flags, not the temporary folder."""
+    if not (UPSTREAM / "src" / "yolo_layer.c").is_file():
+        pytest.skip(f"upstream tree not fetched into {UPSTREAM}")
+    tree = _modified_tree(tmp_path, [])
+    flavour = forks.detect_flavour(tree)
+    glue = forks.glue_dir()
+
+    def fingerprint(objects):
+        folder = tmp_path / objects
+        commands = forks._compile_commands(tree, flavour, glue, folder)
+        return forks._fingerprint(tree, flavour, glue, commands, folder)
+
+    first = fingerprint("objects-a")
+    assert fingerprint("objects-b") == first
+
+    layer = tree / "src" / "yolo_layer.c"
+    layer.write_text(layer.read_text() + "\n/* changed */\n")
+    assert fingerprint("objects-a") != first
+
+
+def test_failed_build_leaves_no_cache_folder(tmp_path, monkeypatch):
+    if not (UPSTREAM / "src" / "yolo_layer.c").is_file():
+        pytest.skip(f"upstream tree not fetched into {UPSTREAM}")
+    monkeypatch.setenv("PYDARKNET_LOSS_CACHE", str(tmp_path / "cache"))
+    tree = _modified_tree(tmp_path, [])
+    layer = tree / "src" / "yolo_layer.c"
+    layer.write_text("#error deliberately broken\n" + layer.read_text())
+
+    with pytest.raises(forks.BuildError, match="compile failed"):
+        forks.build_backend(tree, "broken")
+    assert not (tmp_path / "cache" / "broken").exists()
