@@ -10,6 +10,7 @@ identities hold, 1 when one fails, 2 on invalid input.
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -268,6 +269,19 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; return the exit status."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (``| head``) has gone.  As Python's signal docs advise,
+        # point stdout at devnull so the flush at exit cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     if args.command != "check":
         return forks_cli.run(args)

@@ -8,6 +8,8 @@ cache.
 
 import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -342,3 +344,17 @@ def test_failed_build_leaves_no_cache_folder(tmp_path, monkeypatch):
     with pytest.raises(forks.BuildError, match="compile failed"):
         forks.build_backend(tree, "broken")
     assert not (tmp_path / "cache" / "broken").exists()
+
+
+def test_cli_broken_pipe_exits_quietly(tmp_path):
+    """A reader that closes the pipe early (``| head``) gets no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pydarknet_loss", "check", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert error == ""
