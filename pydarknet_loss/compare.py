@@ -17,18 +17,44 @@ when either backend's delta there is positive.
 """
 
 import json
-from dataclasses import dataclass, field
+import math
+import numbers
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
 from pydarknet_loss import __version__
-from pydarknet_loss.backends import load_backend
+from pydarknet_loss.backends import OptionError, load_backend
 
 COMPONENTS = ("x", "y", "w", "h", "objectness", "no_object", "classes")
 DEFAULT_TOLERANCE = 1e-5
 GOLDEN_FORMAT = 1
+
+# Fields of a golden file's case description and their JSON types.
+CASE_FIELDS = {
+    "name": str,
+    "classes": int,
+    "anchors": list,
+    "mask": list,
+    "net_w": int,
+    "net_h": int,
+    "max_boxes": int,
+    "options": dict,
+    "index": int,
+}
+
+# Layer arguments that fix the logits' shape, so options cannot change them.
+SHAPE_ARGUMENTS = ("classes", "anchors", "mask", "net_w", "net_h", "index")
+
+
+class GoldenFileError(ValueError):
+    """A golden file that is truncated, corrupt or missing a field."""
+
 
 YOLOV3_ANCHORS = (
     10,
@@ -354,26 +380,31 @@ class CompareReport:
 
     @property
     def ok(self):
-        """True when no component differs by more than the tolerance."""
-        return not self.differing
+        """True when a case ran and no component differs beyond the tolerance."""
+        return bool(self.cases) and not self.differing
 
     def to_dict(self):
-        """Return the report as JSON-ready data."""
+        """Return the report as JSON-ready data.
+
+        Non-finite numbers (a NaN difference, an infinite delta entry)
+        become None, so that ``json.dumps(..., allow_nan=False)`` accepts
+        the result and it stays strict JSON.
+        """
         return {
             "a": self.a,
             "b": self.b,
-            "tolerance": self.tolerance,
+            "tolerance": _finite_or_none(self.tolerance),
             "cases": self.cases,
             "components": {
                 name: {
                     "entries": c.entries,
-                    "max_difference": c.max_difference,
+                    "max_difference": _finite_or_none(c.max_difference),
                     "over_tolerance": c.over_tolerance,
-                    "first": None if c.first is None else vars(c.first),
+                    "first": None if c.first is None else _first_dict(c.first),
                 }
                 for name, c in self.components.items()
             },
-            "max_cost_difference": self.cost_difference,
+            "max_cost_difference": _finite_or_none(self.cost_difference),
             "differing": self.differing,
             "ok": self.ok,
         }
@@ -393,7 +424,9 @@ class CompareReport:
                 f"{c.over_tolerance:>6}  {first}"
             )
         lines.append(f"  max |cost a - cost b| over cases: {self.cost_difference:.6g}")
-        if self.ok:
+        if not self.cases:
+            lines.append("FAILED: no cases were compared.")
+        elif self.ok:
             lines.append("OK: every component agrees within the tolerance.")
         else:
             lines.append(
@@ -401,6 +434,38 @@ class CompareReport:
                 f"{self.tolerance:g}."
             )
         return "\n".join(lines)
+
+
+def _finite_or_none(value):
+    return value if math.isfinite(value) else None
+
+
+def _first_dict(first):
+    return {**vars(first), "a": _finite_or_none(first.a), "b": _finite_or_none(first.b)}
+
+
+def _entry_differences(a, b):
+    """Return ``|a - b|`` per entry in float64, NaN where NaNs disagree.
+
+    Equal entries, infinities included, differ by 0, and so do NaNs with
+    identical bits, which a bit-for-bit reproduction gives.  A NaN facing
+    any other value gives a NaN difference, which counts as over every
+    tolerance.
+    """
+    a = np.atleast_1d(np.asarray(a, dtype=np.float32))
+    b = np.atleast_1d(np.asarray(b, dtype=np.float32))
+    with np.errstate(invalid="ignore"):
+        difference = np.abs(a.astype(np.float64) - b)
+    difference[a == b] = 0.0
+    difference[np.isnan(a) & (a.view(np.uint32) == b.view(np.uint32))] = 0.0
+    return difference
+
+
+def _max_with_nan(a, b):
+    # Python's max() drops a NaN in either position; a NaN must stick.
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return max(a, b)
 
 
 def _component_masks(shape, n, delta_a, delta_b):
@@ -422,16 +487,21 @@ def _component_masks(shape, n, delta_a, delta_b):
 def _add_case(report, case, result_a, result_b, tolerance):
     shape = case.logits.shape
     n = len(case.mask)
-    difference = np.abs(result_a.delta.astype(np.float64) - result_b.delta)
+    difference = _entry_differences(result_a.delta, result_b.delta)
     masks = _component_masks(shape, n, result_a.delta, result_b.delta)
     for name, mask in masks.items():
         component = report.components[name]
         component.entries += int(mask.sum())
         if not mask.any():
             continue
+
+        # NaN compares false with everything, so "not within" rather than
+        # "over" counts a NaN difference as a failure.
         values = np.where(mask, difference, 0.0)
-        component.max_difference = max(component.max_difference, float(values.max()))
-        over = values > tolerance
+        component.max_difference = _max_with_nan(
+            component.max_difference, float(values.max())
+        )
+        over = mask & ~(difference <= tolerance)
         component.over_tolerance += int(over.sum())
         if over.any() and component.first is None:
             image, channel, row, column = np.argwhere(over)[0]
@@ -446,9 +516,8 @@ def _add_case(report, case, result_a, result_b, tolerance):
                 a=float(result_a.delta[image, channel, row, column]),
                 b=float(result_b.delta[image, channel, row, column]),
             )
-    report.cost_difference = max(
-        report.cost_difference, abs(result_a.cost - result_b.cost)
-    )
+    cost_difference = float(_entry_differences(result_a.cost, result_b.cost)[0])
+    report.cost_difference = _max_with_nan(report.cost_difference, cost_difference)
 
 
 def _resolve(backend):
@@ -459,6 +528,31 @@ def _run(backend, case, options):
     arguments = case.layer_arguments()
     arguments.update(options or {})
     return backend.layer(**arguments).forward(case.logits, case.truth)
+
+
+def _check_tolerance(tolerance):
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, numbers.Real)
+        or math.isnan(tolerance)
+        or tolerance < 0
+    ):
+        raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+    return float(tolerance)
+
+
+def _check_options(options):
+    """Raise OptionError if ``options`` would change a case's shape.
+
+    ``max_boxes`` is allowed; every other key is left to the backend's
+    own option check.
+    """
+    fixed = sorted(set(options or ()) & set(SHAPE_ARGUMENTS))
+    if fixed:
+        raise OptionError(
+            f"{', '.join(fixed)} cannot be set as an option because it is part of "
+            "each case's layer shape"
+        )
 
 
 def compare_backends(
@@ -475,17 +569,31 @@ def compare_backends(
         Default: :func:`generate_cases` with seed 0.
     tolerance : float
         Largest absolute difference of a delta entry that still agrees.
+        A NaN entry agrees only with a NaN of identical bits.
     options_a, options_b : dict, optional
         ``[yolo]`` options for one side only, on top of each case's own,
         for example ``{"iou_normalizer": 1}`` for an AlexeyAB backend.
+        ``max_boxes`` (an int) is allowed too.
 
     Returns
     -------
     CompareReport
+
+    Raises
+    ------
+    ValueError
+        On an empty list of cases or a negative or NaN tolerance.
+    OptionError
+        On an option that would change a case's layer shape.
     """
+    tolerance = _check_tolerance(tolerance)
+    _check_options(options_a)
+    _check_options(options_b)
+    cases = generate_cases() if cases is None else list(cases)
+    if not cases:
+        raise ValueError("no cases to compare: pass at least one Case")
     a = _resolve(a)
     b = _resolve(b)
-    cases = generate_cases() if cases is None else cases
     report = CompareReport(
         a=a.name,
         b=b.name,
@@ -512,32 +620,68 @@ def _upstream_version():
     return {"repository": None, "commit": None, "debian_version": None}
 
 
+def golden_path(path):
+    """Return the path that :func:`record_golden` writes for ``path``.
+
+    Like :func:`numpy.savez`, it appends ``.npz`` to a name that does not
+    end with it.
+    """
+    path = Path(path)
+    return path if path.name.endswith(".npz") else path.with_name(path.name + ".npz")
+
+
+def _with_options(case, options):
+    """Return a copy of ``case`` with ``options`` added.
+
+    ``max_boxes`` sets the case's own field, not an option.
+    """
+    options = dict(options)
+    fields = {}
+    if "max_boxes" in options:
+        fields["max_boxes"] = options.pop("max_boxes")
+    return replace(case, options={**case.options, **options}, **fields)
+
+
 def record_golden(path, cases=None, *, backend="reference", options=None):
     """Write cases and one backend's results to a golden ``.npz`` file.
 
     Parameters
     ----------
     path : str or os.PathLike
-        File to write.
+        File to write; ``.npz`` is appended when the name lacks it, as
+        :func:`golden_path` returns.
     cases : list of Case, optional
         Default: :func:`generate_cases` with seed 0.
     backend : str or Backend
         The backend whose results become the expected values.
     options : dict, optional
         ``[yolo]`` options for every case, stored in the file.
+        ``max_boxes`` (an int) sets each case's truth rows per image.
 
     Returns
     -------
     dict
         The metadata stored in the file.
+
+    Raises
+    ------
+    ValueError
+        On an empty list of cases or an option value that JSON cannot
+        store (NaN or infinity).
+    OptionError
+        On an option the backend rejects or one that would change a case's
+        layer shape.
     """
+    _check_options(options)
+    cases = generate_cases() if cases is None else list(cases)
+    if not cases:
+        raise ValueError("no cases to record: pass at least one Case")
     backend = _resolve(backend)
-    cases = generate_cases() if cases is None else cases
     arrays = {}
     described = []
     for i, case in enumerate(cases):
         if options:
-            case = Case(**{**vars(case), "options": {**case.options, **options}})
+            case = _with_options(case, options)
         result = _run(backend, case, None)
         arrays[f"{i:03d}_logits"] = case.logits
         arrays[f"{i:03d}_truth"] = case.truth
@@ -554,9 +698,122 @@ def record_golden(path, cases=None, *, backend="reference", options=None):
         "upstream": _upstream_version(),
         "cases": described,
     }
-    arrays["meta"] = np.array(json.dumps(meta))
+    try:
+        arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
+    except ValueError:
+        raise ValueError(
+            f"options {options} contain NaN or infinity, which a golden "
+            "file's JSON metadata cannot store"
+        ) from None
+    if isinstance(path, (str, os.PathLike)):
+        path = golden_path(path)
     np.savez_compressed(path, **arrays)
     return meta
+
+
+def _golden_error(path, problem):
+    return GoldenFileError(
+        f"invalid golden file {path}: {problem}. Write it again with "
+        "'pydarknet-loss record'"
+    )
+
+
+def _read_member(data, key, path):
+    """Return the array ``key`` of an open golden file."""
+    if key not in data.files:
+        raise _golden_error(path, f"array {key!r} is missing")
+    try:
+        return data[key]
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
+        raise _golden_error(path, f"array {key!r} is corrupt ({error})") from None
+
+
+def _read_meta(data, path):
+    text = _read_member(data, "meta", path)
+    if text.dtype.kind != "U" or text.ndim != 0:
+        raise _golden_error(path, "'meta' is not a string")
+    try:
+        meta = json.loads(str(text))
+    except ValueError as error:
+        raise _golden_error(path, f"'meta' is not valid JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise _golden_error(path, f"'meta' is a {type(meta).__name__}, not an object")
+    if meta.get("format") != GOLDEN_FORMAT:
+        raise GoldenFileError(
+            f"{path} has golden format {meta.get('format')!r}, "
+            f"this package reads {GOLDEN_FORMAT}"
+        )
+    if not isinstance(meta.get("cases"), list):
+        raise _golden_error(path, "'meta' has no list of cases")
+    if not meta["cases"]:
+        raise _golden_error(path, "it contains no cases")
+    return meta
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_case_fields(described, i, path):
+    """Raise GoldenFileError unless case ``i`` has every field, of its type."""
+    if not isinstance(described, dict):
+        raise _golden_error(path, f"case {i} is a {type(described).__name__}")
+    missing = sorted(set(CASE_FIELDS) - set(described))
+    if missing:
+        raise _golden_error(path, f"case {i} has no field {', '.join(missing)}")
+    unknown = sorted(set(described) - set(CASE_FIELDS))
+    if unknown:
+        raise _golden_error(path, f"case {i} has unknown field {', '.join(unknown)}")
+
+    for key, kind in CASE_FIELDS.items():
+        value = described[key]
+        if kind is int:
+            valid = _is_integer(value)
+        else:
+            valid = isinstance(value, kind)
+        if not valid:
+            raise _golden_error(
+                path, f"case {i} field {key!r} is {value!r}, not {kind.__name__}"
+            )
+
+    anchors_valid = all(
+        isinstance(a, (int, float)) and not isinstance(a, bool)
+        for a in described["anchors"]
+    )
+    if not anchors_valid or not all(map(_is_integer, described["mask"])):
+        raise _golden_error(path, f"case {i} anchors or mask are not numbers")
+    fixed = sorted(set(described["options"]) & set(CASE_FIELDS))
+    if fixed:
+        raise _golden_error(path, f"case {i} options set layer arguments {fixed}")
+
+
+def _read_case(data, described, i, path):
+    """Return case ``i`` and its stored result from an open golden file."""
+    _check_case_fields(described, i, path)
+    arrays = {
+        name: _read_member(data, f"{i:03d}_{name}", path)
+        for name in ("logits", "truth", "output", "delta", "cost")
+    }
+    for name in ("output", "delta"):
+        if arrays[name].shape != arrays["logits"].shape:
+            raise _golden_error(
+                path,
+                f"case {i} {name} has shape {arrays[name].shape}, logits "
+                f"{arrays['logits'].shape}",
+            )
+        if arrays[name].dtype != np.float32:
+            raise _golden_error(
+                path, f"case {i} {name} is {arrays[name].dtype}, not float32"
+            )
+    if arrays["cost"].shape != () or arrays["cost"].dtype.kind != "f":
+        raise _golden_error(path, f"case {i} cost is not a float scalar")
+
+    described = dict(described)
+    described["anchors"] = tuple(described["anchors"])
+    described["mask"] = tuple(described["mask"])
+    case = Case(logits=arrays["logits"], truth=arrays["truth"], **described)
+    result = _StoredResult(arrays["output"], arrays["delta"], float(arrays["cost"]))
+    return case, result
 
 
 def read_golden(path):
@@ -564,37 +821,35 @@ def read_golden(path):
 
     Raises
     ------
-    ValueError
-        If the file is not a golden file of a known format.
+    GoldenFileError
+        If the file is truncated or corrupt, is not a golden file of a
+        known format, misses an array or field, or contains no cases.
+        GoldenFileError is a ValueError.
+    OSError
+        If the file cannot be opened.
     """
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, ValueError) as error:
+        raise GoldenFileError(
+            f"cannot read golden file {path}: it is truncated or not an .npz "
+            f"file ({error})"
+        ) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise GoldenFileError(f"{path} is a single .npy array, not a golden .npz")
+
+    with data:
         if "meta" not in data.files:
-            raise ValueError(f"{path} is not a pydarknet_loss golden file: no 'meta'")
-        meta = json.loads(str(data["meta"]))
-        if meta.get("format") != GOLDEN_FORMAT:
-            raise ValueError(
-                f"{path} has golden format {meta.get('format')}, "
-                f"this package reads {GOLDEN_FORMAT}"
+            raise GoldenFileError(
+                f"{path} is not a pydarknet_loss golden file: no 'meta'"
             )
+        meta = _read_meta(data, path)
         cases = []
         results = []
         for i, described in enumerate(meta["cases"]):
-            described = dict(described)
-            described["anchors"] = tuple(described["anchors"])
-            described["mask"] = tuple(described["mask"])
-            case = Case(
-                logits=data[f"{i:03d}_logits"],
-                truth=data[f"{i:03d}_truth"],
-                **described,
-            )
+            case, result = _read_case(data, described, i, path)
             cases.append(case)
-            results.append(
-                _StoredResult(
-                    data[f"{i:03d}_output"],
-                    data[f"{i:03d}_delta"],
-                    float(data[f"{i:03d}_cost"]),
-                )
-            )
+            results.append(result)
     return meta, cases, results
 
 
@@ -616,6 +871,7 @@ def verify_golden(backend, path, *, tolerance=DEFAULT_TOLERANCE, options=None):
         Golden ``.npz`` file.
     tolerance : float
         Largest absolute difference of a delta entry that still agrees.
+        A NaN entry agrees only with a NaN of identical bits.
     options : dict, optional
         ``[yolo]`` options for the checked backend only.
 
@@ -623,9 +879,18 @@ def verify_golden(backend, path, *, tolerance=DEFAULT_TOLERANCE, options=None):
     -------
     CompareReport
         ``a`` is the checked backend, ``b`` the golden file.
+
+    Raises
+    ------
+    GoldenFileError
+        If :func:`read_golden` cannot use the file.
+    ValueError
+        On a negative or NaN tolerance.
     """
-    backend = _resolve(backend)
+    tolerance = _check_tolerance(tolerance)
+    _check_options(options)
     _, cases, stored = read_golden(path)
+    backend = _resolve(backend)
     report = CompareReport(
         a=backend.name,
         b=f"golden {Path(path).name}",

@@ -6,10 +6,14 @@ failed build, so a fork's CI can call them directly.
 """
 
 import json
+import math
 import sys
 
 from pydarknet_loss import compare, forks
-from pydarknet_loss.backends import OptionError
+from pydarknet_loss.backends import OptionError, load_backend
+
+# Layer arguments that --set accepts besides the backend's [yolo] options.
+INTEGER_OPTIONS = ("max_boxes",)
 
 
 def _option(text):
@@ -19,8 +23,43 @@ def _option(text):
     return key, value
 
 
-def _options(pairs):
-    return dict(_option(pair) for pair in pairs or ())
+def _option_value(key, text, backend):
+    """Convert the text of ``--set KEY=TEXT`` to the option's type."""
+    if key in INTEGER_OPTIONS:
+        try:
+            return int(text)
+        except ValueError:
+            raise OptionError(f"{key} must be an integer, got {text!r}") from None
+
+    # Words (AlexeyAB's iou_loss=ciou) and unknown keys stay text, because
+    # the backend rejects those with the list of what it accepts.
+    if key in backend.choices or key not in backend.options:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise OptionError(f"{key} must be a number, got {text!r}") from None
+
+
+def _options(pairs, backend):
+    options = {}
+    for pair in pairs or ():
+        key, text = _option(pair)
+        options[key] = _option_value(key, text, backend)
+    return options
+
+
+def _check_arguments(args):
+    """Raise ValueError on an argument that argparse's types let through."""
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {jobs}")
+    seed = getattr(args, "seed", 0)
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+    tolerance = getattr(args, "tolerance", 0.0)
+    if math.isnan(tolerance) or tolerance < 0:
+        raise ValueError(f"--tolerance must be a non-negative number, got {tolerance}")
 
 
 def add_commands(commands):
@@ -64,13 +103,13 @@ def add_commands(commands):
         "--set-a",
         action="append",
         metavar="KEY=VALUE",
-        help="[yolo] option for backend A only (repeatable)",
+        help="[yolo] option or max_boxes for backend A only (repeatable)",
     )
     compare_parser.add_argument(
         "--set-b",
         action="append",
         metavar="KEY=VALUE",
-        help="[yolo] option for backend B only (repeatable)",
+        help="[yolo] option or max_boxes for backend B only (repeatable)",
     )
 
     record = commands.add_parser(
@@ -92,7 +131,7 @@ def add_commands(commands):
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="[yolo] option for every case (repeatable)",
+        help="[yolo] option or max_boxes for every case (repeatable)",
     )
     record.add_argument(
         "--json", action="store_true", help="print the metadata as JSON"
@@ -111,7 +150,7 @@ def add_commands(commands):
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="[yolo] option for the checked backend (repeatable)",
+        help="[yolo] option or max_boxes for the checked backend (repeatable)",
     )
 
 
@@ -126,13 +165,20 @@ def _add_check_options(parser):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _to_json(data):
+    # A bare NaN or Infinity is not JSON and strict parsers reject the whole
+    # document, so allow_nan=False raises instead of writing one.
+    return json.dumps(data, indent=2, allow_nan=False)
+
+
 def _execute(args):
+    _check_arguments(args)
     if args.command == "build":
         result = forks.build_backend(
             args.src, args.name, jobs=args.jobs, force=args.force
         )
         if args.json:
-            return json.dumps(result, indent=2), 0
+            return _to_json(result), 0
         state = (
             "up to date"
             if result["cached"]
@@ -144,17 +190,18 @@ def _execute(args):
         ), 0
 
     if args.command == "record":
+        backend = load_backend(args.backend)
         meta = compare.record_golden(
             args.path,
             compare.generate_cases(args.seed),
-            backend=args.backend,
-            options=_options(args.set),
+            backend=backend,
+            options=_options(args.set, backend),
         )
         if args.json:
-            return json.dumps(meta, indent=2), 0
+            return _to_json(meta), 0
         return (
             f"recorded {len(meta['cases'])} cases from backend {meta['backend']} "
-            f"in {args.path}"
+            f"in {compare.golden_path(args.path)}"
         ), 0
 
     if args.command == "compare":
@@ -162,22 +209,25 @@ def _execute(args):
             cases = compare.read_golden(args.cases)[1]
         else:
             cases = compare.generate_cases(args.seed)
+        a = load_backend(args.a)
+        b = load_backend(args.b)
         report = compare.compare_backends(
-            args.a,
-            args.b,
+            a,
+            b,
             cases,
             tolerance=args.tolerance,
-            options_a=_options(args.set_a),
-            options_b=_options(args.set_b),
+            options_a=_options(args.set_a, a),
+            options_b=_options(args.set_b, b),
         )
     else:
+        backend = load_backend(args.backend)
         report = compare.verify_golden(
-            args.backend,
+            backend,
             args.path,
             tolerance=args.tolerance,
-            options=_options(args.set),
+            options=_options(args.set, backend),
         )
-    text = json.dumps(report.to_dict(), indent=2) if args.json else report.format()
+    text = _to_json(report.to_dict()) if args.json else report.format()
     return text, 0 if report.ok else 1
 
 

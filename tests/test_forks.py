@@ -6,18 +6,29 @@ backends are built once per session, in parallel, into a temporary
 cache.
 """
 
+import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pydarknet_loss import backends, forks
-from pydarknet_loss.compare import compare_backends, generate_cases, record_golden
+from pydarknet_loss import backends, cli, forks
+from pydarknet_loss.compare import (
+    CompareReport,
+    GoldenFileError,
+    compare_backends,
+    generate_cases,
+    read_golden,
+    record_golden,
+    verify_golden,
+)
 from pydarknet_loss.testing import assert_matches_golden
 
 UPSTREAM = Path(__file__).resolve().parents[1] / "darknet_src" / "upstream"
@@ -303,6 +314,347 @@ def test_hankai_stats_and_silence(hankai_fork, cases, capfd):
     assert capfd.readouterr() == ("", "")
 
 
+class _PatchedBackend:
+    """The reference backend with chosen delta entries overwritten."""
+
+    flavour = "pjreddie"
+
+    def __init__(self, values, cost=None):
+        self.name = "patched"
+        self.values = values
+        self.cost = cost
+        self.reference = backends.load_backend("reference")
+        self.arguments = None
+
+    def layer(self, **arguments):
+        self.arguments = arguments
+        return self
+
+    def forward(self, logits, truth):
+        result = self.reference.layer(**self.arguments).forward(logits, truth)
+        delta = result.delta.copy()
+        for index, value in self.values.items():
+            delta[index] = value
+        cost = result.cost if self.cost is None else self.cost
+        return replace(result, delta=delta, cost=cost)
+
+
+def _compare_patched(case, values_a, values_b, cost_a=None, cost_b=None):
+    a = _PatchedBackend(values_a, cost_a)
+    b = _PatchedBackend(values_b, cost_b)
+    return compare_backends(a, b, [case], tolerance=0)
+
+
+# Entry (image, channel, row, column) 0 of channel 0 is a delta x entry.
+X_ENTRY = (0, 0, 0, 0)
+QUIET_NAN = np.float32("nan")
+OTHER_NAN = np.uint32(0x7FC00001).view(np.float32)
+
+
+def test_compare_counts_one_sided_nan_as_difference(cases):
+    report = _compare_patched(cases[0], {X_ENTRY: QUIET_NAN}, {})
+    x = report.components["x"]
+    assert x.over_tolerance == 1
+    assert math.isnan(x.max_difference)
+    assert math.isnan(x.first.a)
+    assert report.differing == ["x"]
+    assert not report.ok
+    assert "nan" in report.format()
+    assert report.format().splitlines()[-1].startswith("FAILED")
+
+
+def test_compare_nan_on_other_side_differs(cases):
+    report = _compare_patched(cases[0], {}, {X_ENTRY: QUIET_NAN})
+    assert report.components["x"].over_tolerance == 1
+    assert not report.ok
+
+
+def test_compare_nan_with_different_bits_differs(cases):
+    report = _compare_patched(cases[0], {X_ENTRY: QUIET_NAN}, {X_ENTRY: OTHER_NAN})
+    assert report.components["x"].over_tolerance == 1
+    assert not report.ok
+
+
+def test_compare_identical_nan_and_infinity_agree(cases):
+    """Bit-identical NaNs and equal infinities are a reproduction, not a fault."""
+    values = {X_ENTRY: QUIET_NAN, (0, 1, 0, 0): np.float32("inf")}
+    report = _compare_patched(cases[0], values, dict(values))
+    assert report.ok, report.format()
+    assert report.components["x"].max_difference == 0
+
+
+def test_compare_nan_cost_shows_nan(cases):
+    report = _compare_patched(cases[0], {}, {}, cost_a=math.nan)
+    assert math.isnan(report.cost_difference)
+    assert "nan" in report.format().splitlines()[-2]
+
+
+def test_nan_max_survives_later_cases(cases):
+    """A NaN maximum from one case must not be replaced by a later finite one."""
+    a = _PatchedBackend({X_ENTRY: QUIET_NAN})
+    b = _PatchedBackend({})
+    report = compare_backends(a, b, [cases[0], cases[0]], tolerance=0)
+    assert math.isnan(report.components["x"].max_difference)
+    assert report.components["x"].over_tolerance == 2
+
+
+def _rewrite_golden(path, target, change):
+    """Copy golden ``path`` to ``target`` with ``change(arrays)`` applied."""
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    change(arrays)
+    np.savez(target, **arrays)
+    return target
+
+
+def _set_meta(arrays, change):
+    meta = json.loads(str(arrays["meta"]))
+    meta = change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    path = tmp_path_factory.mktemp("golden") / "golden.npz"
+    record_golden(path)
+    return path
+
+
+def _nan_delta(arrays):
+    for key in arrays:
+        if key.endswith("_delta"):
+            arrays[key] = np.full_like(arrays[key], np.nan)
+
+
+def test_golden_with_nan_delta_fails_verify(golden, tmp_path, capsys):
+    path = _rewrite_golden(golden, tmp_path / "nan.npz", _nan_delta)
+    report = verify_golden("reference", path)
+    assert not report.ok
+    for name in ("x", "y", "w", "h", "no_object", "classes"):
+        assert report.components[name].over_tolerance > 0, name
+    with pytest.raises(AssertionError, match="nan"):
+        assert_matches_golden("reference", path)
+
+    assert cli.main(["verify", "reference", str(path)]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_verify_json_is_strict_with_nan(golden, tmp_path, capsys):
+    """compare/verify --json must not write bare NaN, which is not JSON."""
+    path = _rewrite_golden(golden, tmp_path / "nan.npz", _nan_delta)
+    assert cli.main(["verify", "reference", str(path), "--json"]) == 1
+
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    report = json.loads(capsys.readouterr().out, parse_constant=reject)
+    assert report["ok"] is False
+    assert report["components"]["x"]["max_difference"] is None
+    assert report["max_cost_difference"] is not None
+
+
+@pytest.mark.parametrize("tolerance", [math.nan, -1.0, "1e-5", True])
+def test_invalid_tolerance_rejected(cases, tolerance):
+    with pytest.raises(ValueError, match="tolerance"):
+        compare_backends("reference", "reference", cases[:1], tolerance=tolerance)
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-1"])
+def test_cli_invalid_tolerance_exits_2(golden, tolerance, capsys):
+    for argv in (
+        ["compare", "reference", "reference"],
+        ["verify", "reference", str(golden)],
+    ):
+        assert cli.main([*argv, f"--tolerance={tolerance}"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("pydarknet-loss: error: --tolerance"), error
+
+
+def _truncate(golden, target):
+    target.write_bytes(golden.read_bytes()[: golden.stat().st_size // 2])
+    return target
+
+
+def _drop_key(golden, target):
+    return _rewrite_golden(golden, target, lambda arrays: arrays.pop("003_delta"))
+
+
+def _meta_list(golden, target):
+    return _rewrite_golden(
+        golden, target, lambda arrays: _set_meta(arrays, lambda meta: [meta])
+    )
+
+
+def _cases_not_list(golden, target):
+    def change(meta):
+        meta["cases"] = "all"
+        return meta
+
+    return _rewrite_golden(golden, target, lambda a: _set_meta(a, change))
+
+
+def _case_field_missing(golden, target):
+    def change(meta):
+        del meta["cases"][2]["anchors"]
+        return meta
+
+    return _rewrite_golden(golden, target, lambda a: _set_meta(a, change))
+
+
+def _case_field_wrong_type(golden, target):
+    def change(meta):
+        meta["cases"][0]["classes"] = "80"
+        return meta
+
+    return _rewrite_golden(golden, target, lambda a: _set_meta(a, change))
+
+
+def _option_sets_shape(golden, target):
+    def change(meta):
+        meta["cases"][0]["options"] = {"max_boxes": 5}
+        return meta
+
+    return _rewrite_golden(golden, target, lambda a: _set_meta(a, change))
+
+
+def _no_cases(golden, target):
+    def change(meta):
+        meta["cases"] = []
+        return meta
+
+    return _rewrite_golden(golden, target, lambda a: _set_meta(a, change))
+
+
+def _meta_not_json(golden, target):
+    return _rewrite_golden(
+        golden, target, lambda arrays: arrays.update(meta=np.array("{"))
+    )
+
+
+def _npy_file(golden, target):
+    np.save(target, np.zeros(3))
+    return target.with_name(target.name + ".npy")
+
+
+def _empty_file(golden, target):
+    target.write_bytes(b"")
+    return target
+
+
+GOLDEN_FAULTS = {
+    "truncated": (_truncate, "truncated"),
+    "empty": (_empty_file, "truncated"),
+    "missing array": (_drop_key, "'003_delta' is missing"),
+    "meta is a list": (_meta_list, "not an object"),
+    "cases not a list": (_cases_not_list, "no list of cases"),
+    "case field missing": (_case_field_missing, "no field anchors"),
+    "case field wrong type": (_case_field_wrong_type, "'classes' is '80'"),
+    "option sets shape": (_option_sets_shape, "layer arguments"),
+    "no cases": (_no_cases, "no cases"),
+    "meta not JSON": (_meta_not_json, "not valid JSON"),
+    "npy file": (_npy_file, ".npy array"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(GOLDEN_FAULTS))
+def test_bad_golden_raises_golden_file_error(golden, tmp_path, fault):
+    make, message = GOLDEN_FAULTS[fault]
+    path = make(golden, tmp_path / "bad.npz")
+    with pytest.raises(GoldenFileError, match=message):
+        read_golden(path)
+
+
+@pytest.mark.parametrize("fault", sorted(GOLDEN_FAULTS))
+def test_cli_bad_golden_exits_2_without_traceback(golden, tmp_path, fault, capsys):
+    make, message = GOLDEN_FAULTS[fault]
+    path = make(golden, tmp_path / "bad.npz")
+    for argv in (
+        ["verify", "reference", str(path)],
+        ["compare", "reference", "reference", "--cases", str(path)],
+    ):
+        assert cli.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("pydarknet-loss: error: "), captured.err
+        assert message in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_compare_rejects_zero_cases():
+    with pytest.raises(ValueError, match="no cases"):
+        compare_backends("reference", "reference", [])
+    with pytest.raises(ValueError, match="no cases"):
+        record_golden("unused.npz", [])
+
+
+def test_report_without_cases_not_ok():
+    report = CompareReport(a="a", b="b", tolerance=0, cases=[], components={})
+    assert not report.ok
+    assert report.format().splitlines()[-1] == "FAILED: no cases were compared."
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "reference", "reference", "--seed", "-1"], "--seed"),
+        (["record", "unused.npz", "--seed", "-1"], "--seed"),
+        (["build", "--src", ".", "--name", "x", "--jobs", "-1"], "--jobs"),
+        (["build", "--src", ".", "--name", "x", "--jobs", "0"], "--jobs"),
+        (["record", "unused.npz", "--set", "max_boxes=5"], "max_boxes=5"),
+        (["record", "unused.npz", "--set", "max_boxes=five"], "integer"),
+        (["compare", "reference", "reference", "--set-b", "max_boxes=1000"], "90"),
+        (["compare", "reference", "reference", "--set-a", "classes=3"], "shape"),
+        (["compare", "reference", "reference", "--set-b", "iou=1"], "no [yolo]"),
+        (["verify", "reference", "missing.npz", "--set", "ignore_thresh=x"], "number"),
+    ],
+)
+def test_cli_input_error_is_one_line(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("pydarknet-loss: error: "), captured.err
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_set_max_boxes_is_integer(tmp_path, capsys):
+    """--set max_boxes arrives as text and must reach the layer as an int."""
+    path = tmp_path / "golden.npz"
+    argv = ["record", str(path), "--set", "max_boxes=85", "--set", "ignore_thresh=0.6"]
+    assert cli.main(argv) == 0
+    meta = read_golden(path)[0]
+    assert {case["max_boxes"] for case in meta["cases"]} == {85}
+    assert meta["cases"][0]["options"]["ignore_thresh"] == 0.6
+    capsys.readouterr()
+
+    argv = ["verify", "reference", str(path), "--set", "ignore_thresh=0.6"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+
+
+def test_record_reports_written_path(tmp_path, monkeypatch, capsys):
+    """numpy appends .npz to the name; the message must name that file."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["record", "gold"]) == 0
+    assert capsys.readouterr().out.strip().endswith(" in gold.npz")
+    assert (tmp_path / "gold.npz").is_file()
+    assert not (tmp_path / "gold").exists()
+
+
+def test_cli_broken_pipe_exits_quietly(tmp_path):
+    """A reader that closes the pipe early (``| head``) gets no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pydarknet_loss", "check", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert error == ""
+
+
 def test_build_cache_hits_unchanged_tree(fork_backends):
     """Rebuilding unchanged sources must reuse the library, not recompile."""
     manifest = forks.read_manifest("unchanged")
@@ -344,17 +696,3 @@ def test_failed_build_leaves_no_cache_folder(tmp_path, monkeypatch):
     with pytest.raises(forks.BuildError, match="compile failed"):
         forks.build_backend(tree, "broken")
     assert not (tmp_path / "cache" / "broken").exists()
-
-
-def test_cli_broken_pipe_exits_quietly(tmp_path):
-    """A reader that closes the pipe early (``| head``) gets no traceback."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pydarknet_loss", "check", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    process.stdout.close()
-    error = process.stderr.read().decode()
-    assert process.wait() == 1
-    assert error == ""
