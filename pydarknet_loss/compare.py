@@ -56,26 +56,10 @@ class GoldenFileError(ValueError):
     """A golden file that is truncated, corrupt or missing a field."""
 
 
+# yolov3.cfg's nine anchors, (w, h) pairs in network pixels
 YOLOV3_ANCHORS = (
-    10,
-    13,
-    16,
-    30,
-    33,
-    23,
-    30,
-    61,
-    62,
-    45,
-    59,
-    119,
-    116,
-    90,
-    156,
-    198,
-    373,
-    326,
-)
+    10, 13, 16, 30, 33, 23, 30, 61, 62, 45, 59, 119, 116, 90, 156, 198, 373, 326
+)  # fmt: skip
 TINY_ANCHORS = (10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319)
 
 # Layer shape and truth layout of each generated case.  "truths" is the

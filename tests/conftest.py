@@ -4,27 +4,8 @@ import numpy as np
 import pytest
 
 from pydarknet_loss import YoloLayer
+from pydarknet_loss.compare import YOLOV3_ANCHORS
 
-YOLOV3_ANCHORS = (
-    10,
-    13,
-    16,
-    30,
-    33,
-    23,
-    30,
-    61,
-    62,
-    45,
-    59,
-    119,
-    116,
-    90,
-    156,
-    198,
-    373,
-    326,
-)
 # yolov3.cfg at 608: the mask and grid of each [yolo] layer, coarse first.
 YOLOV3_LAYERS = (((6, 7, 8), 19), ((3, 4, 5), 38), ((0, 1, 2), 76))
 
