@@ -14,7 +14,6 @@ bounds, run a shell command or abort.
 
 import ctypes
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,7 @@ from pydarknet_loss.layer import (
     YoloLayer,
     YoloResult,
     YoloStats,
-    _active_rows,
-    _check_boxes,
+    checked_truth,
 )
 
 REFERENCE = "reference"
@@ -389,49 +387,18 @@ class BackendLayer(YoloLayer):
     def _check_fork_truth(self, truth, batch, h, w):
         """Return truth as the fork's [batch, rows, truth_size] buffer."""
         size = self.backend.truth_size
-        array = np.asarray(truth)
-        if array.dtype.kind not in "fiub":
-            raise TypeError(f"truth must be real numbers, got dtype {array.dtype}")
-        if (
-            array.ndim != 3
-            or array.shape[0] != batch
-            or array.shape[2] not in (5, size)
-        ):
-            raise ValueError(
-                f"truth must be [batch={batch}, k, 5] rows (x, y, w, h, class)"
-                + (f" or [batch, k, {size}] with a track id" if size != 5 else "")
-                + f", got shape {array.shape}"
-            )
-
-        k = array.shape[1]
-        if k > self.max_boxes:
-            raise ValueError(
-                f"truth has {k} rows per image but the layer reads at most "
-                f"max_boxes={self.max_boxes}"
-            )
-        array = array.astype(np.float32)
-        if not np.all(np.isfinite(array)):
-            image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
-            raise ValueError(
-                f"truth[{image}, {row}] is not finite: {array[image, row]}"
-            )
-
-        # The reference layer's checks, on the first five values of a row.
-        active = _active_rows(array)
-        _check_boxes(array[:, :, :5], active, h, w, self.classes)
-        skipped = np.argwhere((array[:, :, 0] != 0) & ~active)
-        if skipped.size:
-            image, row = skipped[0]
-            warnings.warn(
-                f"{len(skipped)} truth rows follow a row with x == 0 and are "
-                f"ignored by Darknet, the first at truth[{image}, {row}]",
-                TruthWarning,
-                stacklevel=3,
-            )
-
+        array = checked_truth(
+            truth,
+            batch,
+            h,
+            w,
+            self.classes,
+            self.max_boxes,
+            (5,) if size == 5 else (5, size),
+        )
         rows = self.backend.max_truth_rows or self.max_boxes
         padded = np.zeros((batch, rows, size), dtype=np.float32)
-        padded[:, :k, : array.shape[2]] = array
+        padded[:, : array.shape[1], : array.shape[2]] = array
         return padded
 
 

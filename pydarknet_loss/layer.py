@@ -379,43 +379,54 @@ class YoloLayer:
 
     def _check_truth(self, truth, batch, h, w):
         """Return truth as a [batch, 90, 5] float32 buffer, zero-padded."""
-        array = np.asarray(truth)
-        if array.dtype.kind not in "fiub":
-            raise TypeError(f"truth must be real numbers, got dtype {array.dtype}")
-        if array.ndim != 3 or array.shape[2] != TRUTH_SIZE or array.shape[0] != batch:
-            raise ValueError(
-                f"truth must be [batch={batch}, k, 5] rows (x, y, w, h, class), "
-                f"got shape {array.shape}"
-            )
-        k = array.shape[1]
-        if k > self.max_boxes:
-            raise ValueError(
-                f"truth has {k} rows per image but the layer reads at most "
-                f"max_boxes={self.max_boxes}"
-            )
-        array = array.astype(np.float32)
-        if not np.all(np.isfinite(array)):
-            image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
-            raise ValueError(
-                f"truth[{image}, {row}] is not finite: {array[image, row]}"
-            )
-
-        active = _active_rows(array)
-        _check_boxes(array, active, h, w, self.classes)
-
-        skipped = np.argwhere((array[:, :, 0] != 0) & ~active)
-        if skipped.size:
-            image, row = skipped[0]
-            warnings.warn(
-                f"{len(skipped)} truth rows follow a row with x == 0 and are "
-                f"ignored by Darknet, the first at truth[{image}, {row}]",
-                TruthWarning,
-                stacklevel=3,
-            )
-
+        array = checked_truth(
+            truth, batch, h, w, self.classes, self.max_boxes, (TRUTH_SIZE,)
+        )
         padded = np.zeros((batch, TRUTH_ROWS, TRUTH_SIZE), dtype=np.float32)
-        padded[:, :k] = array
+        padded[:, : array.shape[1]] = array
         return padded
+
+
+def checked_truth(truth, batch, h, w, classes, max_boxes, row_sizes):
+    """Return truth as float32 once every value upstream reads is checked.
+
+    Rows hold ``row_sizes`` values (5, or 6 for forks with a track id);
+    only the first five are checked.  Rows that Darknet would skip, after
+    an image's first ``x == 0`` row, raise a ``TruthWarning``.
+    """
+    array = np.asarray(truth)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"truth must be real numbers, got dtype {array.dtype}")
+    if array.ndim != 3 or array.shape[2] not in row_sizes or array.shape[0] != batch:
+        sizes = " or ".join(map(str, row_sizes))
+        raise ValueError(
+            f"truth must be [batch={batch}, k, {sizes}] rows (x, y, w, h, class"
+            f"{', track id' if len(row_sizes) > 1 else ''}), got shape {array.shape}"
+        )
+    k = array.shape[1]
+    if k > max_boxes:
+        raise ValueError(
+            f"truth has {k} rows per image but the layer reads at most "
+            f"max_boxes={max_boxes}"
+        )
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
+        raise ValueError(f"truth[{image}, {row}] is not finite: {array[image, row]}")
+
+    active = _active_rows(array)
+    _check_boxes(array[:, :, :TRUTH_SIZE], active, h, w, classes)
+
+    skipped = np.argwhere((array[:, :, 0] != 0) & ~active)
+    if skipped.size:
+        image, row = skipped[0]
+        warnings.warn(
+            f"{len(skipped)} truth rows follow a row with x == 0 and are "
+            f"ignored by Darknet, the first at truth[{image}, {row}]",
+            TruthWarning,
+            stacklevel=4,
+        )
+    return array
 
 
 def _result(output, delta, cost, stats):

@@ -316,3 +316,13 @@ def test_out_sharing_truth_rejected(rng):
     delta = storage[:-10].reshape(logits.shape)
     with pytest.raises(ValueError, match="shares memory with truth"):
         layer.forward(logits, truth, out=(np.empty_like(logits), delta))
+
+
+def test_truth_warning_points_at_caller(rng):
+    layer, grid = yolov3_layer(0)
+    truth = np.array(
+        [[[0.5, 0.5, 0.2, 0.2, 1], [0, 0, 0, 0, 0], [0.3, 0.3, 0.1, 0.1, 2]]]
+    )
+    with pytest.warns(TruthWarning) as record:
+        layer.forward(rng.normal(size=(1, 255, grid, grid)), truth)
+    assert record[0].filename == __file__
