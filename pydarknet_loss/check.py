@@ -3,10 +3,11 @@
 For each ``[yolo]`` layer, ``check_layer`` runs the compiled upstream
 layer and the numpy derivation on the same logits and truth, and finds,
 per loss component, which reading's negative gradient Darknet's delta
-equals.  The expected identities: every component matches the BCE
-reading (x and y by binary cross-entropy on the sigmoid, w and h by
-squared error), the x and y entries do not match the MSE-after-sigmoid
-reading, the cost is ``||delta||^2``, and the statistics agree.
+equals.  The expected identities are four.  Every component matches
+the BCE reading: x and y by binary cross-entropy on the sigmoid, w and
+h by squared error.  The x and y entries do not match the
+MSE-after-sigmoid reading.  The cost is ``||delta||^2``.  The
+statistics agree with the derivation's.
 """
 
 from dataclasses import dataclass, field

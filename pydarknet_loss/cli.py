@@ -57,7 +57,7 @@ def load_logits(path, layers, batch):
     path = Path(path)
     arrays = _read_arrays(path)
     if not arrays:
-        raise InputError(f"{path} holds no logits array")
+        raise InputError(f"{path} contains no logits array")
 
     def shape(o):
         return (batch, len(o.mask) * (5 + o.classes), o.h, o.w)
