@@ -110,7 +110,10 @@ def run_check(args):
         if options.index not in given:
             continue
         layer = YoloLayer.from_options(options)
-        checks.append(check_layer(layer, given[options.index], truth))
+        try:
+            checks.append(check_layer(layer, given[options.index], truth))
+        except ValueError as error:
+            raise InputError(_name_image(error, names)) from None
 
     # Without one responsible entry the x, y identity was never tested.
     responsible = sum(c.components[0].entries for c in checks)
@@ -132,6 +135,15 @@ def run_check(args):
         "ok": not failures and all(check.ok for check in checks),
     }
     return report, checks
+
+
+def _name_image(error, names):
+    """Return the layer's truth error with the image and box it is about."""
+    found = re.search(r"truth\[(\d+), (\d+)\]", str(error))
+    if not found:
+        return str(error)
+    image, row = int(found[1]), int(found[2])
+    return f"{names[image]}, box {row + 1}: {error}"
 
 
 def _finite_or_none(value):

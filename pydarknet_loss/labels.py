@@ -228,7 +228,7 @@ def load_truth(
     of zeros are how Darknet marks unused rows. That is why ``read_labels``
     rejects a box with ``x_center`` 0: the layer would take it as the end of
     the list and ignore it and every box after it. The layer reserves 90 rows
-    per image, so pad ``truth`` to that size before passing it to the layer.
+    per image; ``YoloLayer.forward`` pads ``truth`` to that size itself.
 
     Unlike Darknet's ``fill_truth_detection``, which silently keeps the first
     ``max_boxes`` boxes after shuffling them, this raises when an image has

@@ -409,10 +409,20 @@ def checked_truth(truth, batch, h, w, classes, max_boxes, row_sizes):
             f"truth has {k} rows per image but the layer reads at most "
             f"max_boxes={max_boxes}"
         )
+    given = array
     array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         image, row = np.argwhere(~np.isfinite(array).all(axis=2))[0]
         raise ValueError(f"truth[{image}, {row}] is not finite: {array[image, row]}")
+
+    # An x too small for float32 becomes 0, which ends the list in Darknet.
+    underflow = (given[:, :, 0] != 0) & (array[:, :, 0] == 0)
+    if underflow.any():
+        image, row = np.argwhere(underflow)[0]
+        raise ValueError(
+            f"truth[{image}, {row}] has x = {given[image, row, 0]}, which is 0 "
+            "in float32 and would end the image's truth list"
+        )
 
     active = _active_rows(array)
     _check_boxes(array[:, :, :TRUTH_SIZE], active, h, w, classes)

@@ -106,7 +106,9 @@ def test_invalid_labels_exit_two(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("80 0.5 0.5 0.1 0.1\n")
     assert cli.main(["check", "--labels", str(bad)]) == 2
-    assert "class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad, box 1:" in err
+    assert "class must be an integer in [0, 80)" in err
 
 
 def test_broken_identity_exits_one(monkeypatch, capsys):

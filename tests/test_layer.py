@@ -326,3 +326,10 @@ def test_truth_warning_points_at_caller(rng):
     with pytest.warns(TruthWarning) as record:
         layer.forward(rng.normal(size=(1, 255, grid, grid)), truth)
     assert record[0].filename == __file__
+
+
+def test_x_underflowing_float32_rejected(rng):
+    layer, grid = yolov3_layer(0)
+    truth = np.array([[[1e-50, 0.5, 0.2, 0.2, 1], [0.5, 0.5, 0.1, 0.1, 2]]])
+    with pytest.raises(ValueError, match="0 in float32"):
+        layer.forward(rng.normal(size=(1, 255, grid, grid)), truth)
