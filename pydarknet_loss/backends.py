@@ -92,7 +92,11 @@ _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 _ERRORS = {
     1: (ValueError, "a size or index is out of range"),
     2: (MemoryError, "make_yolo_layer could not allocate"),
-    3: (RuntimeError, "the layer printed an unexpected statistics line"),
+    3: (
+        RuntimeError,
+        "the layer printed a statistics line of an unexpected shape; "
+        "a fork that changes its report lines needs its own glue",
+    ),
 }
 _API_VERSION = 1
 _LOADED = {}

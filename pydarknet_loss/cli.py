@@ -247,6 +247,13 @@ def format_report(report, checks):
     return "\n".join(lines)
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pydarknet-loss",
@@ -273,7 +280,10 @@ def build_parser():
         "(default: seeded logits)",
     )
     check.add_argument(
-        "--seed", type=int, default=0, help="seed of the generated logits (default 0)"
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the generated logits, a non-negative integer (default 0)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     forks_cli.add_commands(commands)

@@ -721,7 +721,9 @@ def _read_meta(data, path):
     except ValueError as error:
         raise _golden_error(path, f"'meta' is not valid JSON ({error})") from None
     if not isinstance(meta, dict):
-        raise _golden_error(path, f"'meta' is a {type(meta).__name__}, not an object")
+        raise _golden_error(
+            path, f"'meta' has type {type(meta).__name__}, not an object"
+        )
     if meta.get("format") != GOLDEN_FORMAT:
         raise GoldenFileError(
             f"{path} has golden format {meta.get('format')!r}, "
@@ -741,7 +743,9 @@ def _is_integer(value):
 def _check_case_fields(described, i, path):
     """Raise GoldenFileError unless case ``i`` has every field, of its type."""
     if not isinstance(described, dict):
-        raise _golden_error(path, f"case {i} is a {type(described).__name__}")
+        raise _golden_error(
+            path, f"case {i} has type {type(described).__name__}, not an object"
+        )
     missing = sorted(set(CASE_FIELDS) - set(described))
     if missing:
         raise _golden_error(path, f"case {i} has no field {', '.join(missing)}")

@@ -286,6 +286,10 @@ def numeric_gradient(f, z, eps=1e-4):
 
 def _validate_layer(logits, truth, anchors, mask, net_w, net_h, max_boxes):
     """Check the inputs and convert them to the dtypes Darknet stores them in."""
+    if np.asarray(logits).dtype.kind not in "fiub":
+        raise TypeError(
+            f"logits must be real numbers, got dtype {np.asarray(logits).dtype}"
+        )
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 4:
         raise ValueError(
@@ -329,9 +333,7 @@ def _validate_layer(logits, truth, anchors, mask, net_w, net_h, max_boxes):
         if not (isinstance(size, (int, np.integer)) and size > 0):
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
     if not (isinstance(max_boxes, (int, np.integer)) and max_boxes >= 0):
-        raise ValueError(
-            f"max_boxes must be a non-negative integer, got {max_boxes!r}"
-        )
+        raise ValueError(f"max_boxes must be a non-negative integer, got {max_boxes!r}")
 
     truth = np.asarray(truth, dtype=np.float32)
     if truth.ndim != 3 or truth.shape[0] != batch or truth.shape[2] != 5:

@@ -67,8 +67,8 @@ def add_commands(commands):
     build = commands.add_parser(
         "build",
         help="build a Darknet source tree into a named backend",
-        description="Compile a Darknet tree's YOLO layer (pjreddie or AlexeyAB "
-        "flavour, detected from its files) into a named backend in the cache "
+        description="Compile a Darknet tree's YOLO layer (pjreddie, AlexeyAB or "
+        "hank-ai flavour, detected from its files) into a named backend in the cache "
         "($PYDARKNET_LOSS_CACHE, default ~/.cache/pydarknet_loss).",
     )
     build.add_argument("--src", required=True, help="root of the Darknet source tree")
@@ -235,7 +235,9 @@ def run(args):
     """Run a fork subcommand; return the exit status."""
     try:
         text, status = _execute(args)
-    except (forks.BuildError, OptionError, ValueError, OSError) as error:
+    # RuntimeError: a backend call failed, or Path.resolve met a symlink
+    # loop.  Either is an error, not a difference between backends.
+    except (forks.BuildError, OptionError, ValueError, OSError, RuntimeError) as error:
         print(f"pydarknet-loss: error: {error}", file=sys.stderr)
         return 2
     print(text)

@@ -48,6 +48,8 @@ LABEL_PATH_REPLACEMENTS = (
 # Decimal digits, optionally signed with "+", as C's fscanf "%d" reads them.
 _CLASS_ID = re.compile(r"\+?[0-9]+")
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _FIELD_NAMES = ("class", "x_center", "y_center", "width", "height")
 
 
@@ -418,8 +420,11 @@ def _parse_label_line(
         if value is None:
             raise LabelError(path, f"{name} {token!r} is not a number", line_number)
 
-        if not math.isfinite(value):
-            raise LabelError(path, f"{name} {token!r} is not finite", line_number)
+        # Truth rows are float32: a value finite in float64 may not be.
+        if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+            raise LabelError(
+                path, f"{name} {token!r} is not a finite float32", line_number
+            )
 
         values.append(value)
 
@@ -432,11 +437,12 @@ def _parse_label_line(
 
     class_id, x, y, width, height = values
 
-    if x == 0:
+    if np.float32(x) == 0:
         raise LabelError(
             path,
-            "x_center is 0, which Darknet's [yolo] layer reads as the end of the "
-            "truth list. Move the box centre inside the image.",
+            f"x_center {tokens[1]!r} is 0 in float32, which Darknet's [yolo] "
+            "layer reads as the end of the truth list. Move the box centre "
+            "inside the image.",
             line_number,
         )
 

@@ -180,3 +180,20 @@ def test_empty_labels_check_nothing(tmp_path, capsys):
     assert report["ok"] is False
     assert "x, y identity was not checked" in report["failures"][0]
     assert report["layers"][0]["stats"]["avg_iou"] is None
+
+
+def test_negative_seed_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["check", "--seed", "-83"])
+    assert exit_info.value.code == 2
+    assert "--seed: must be a non-negative integer" in capsys.readouterr().err
+
+
+def test_build_symlink_loop_exits_two(tmp_path, monkeypatch, capsys):
+    # Path.resolve raises RuntimeError on a loop, which is not a difference.
+    monkeypatch.setenv("PYDARKNET_LOSS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    status = cli.main(["build", "--src", str(tmp_path / "l1"), "--name", "loop"])
+    assert status == 2
+    assert capsys.readouterr().err.startswith("pydarknet-loss: error:")

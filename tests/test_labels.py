@@ -114,9 +114,7 @@ def test_read_labels_reorders_class_last(tmp_path):
     assert boxes.dtype == np.float32
     np.testing.assert_array_equal(
         boxes,
-        np.array(
-            [[0.1, 0.2, 0.3, 0.4, 16], [0.5, 0.6, 0.7, 0.8, 2]], dtype=np.float32
-        ),
+        np.array([[0.1, 0.2, 0.3, 0.4, 16], [0.5, 0.6, 0.7, 0.8, 2]], dtype=np.float32),
     )
 
 
@@ -342,14 +340,16 @@ def test_read_labels_binary_file(tmp_path):
         ("0 0.5 0.5 0.1 0.1 0.9", "found 6"),
         ("0 0.5 abc 0.1 0.1", "y_center 'abc' is not a number"),
         ("0 0.5 1_0 0.1 0.1", "y_center '1_0' is not a number"),
-        ("0 nan 0.5 0.1 0.1", "x_center 'nan' is not finite"),
-        ("0 0.5 0.5 inf 0.1", "width 'inf' is not finite"),
-        ("0 0.5 0.5 0.1 -Infinity", "height '-Infinity' is not finite"),
+        ("0 nan 0.5 0.1 0.1", "x_center 'nan' is not a finite float32"),
+        ("0 0.5 0.5 inf 0.1", "width 'inf' is not a finite float32"),
+        ("0 0.5 0.5 0.1 -Infinity", "height '-Infinity' is not a finite float32"),
+        ("0 0.5 0.5 1e39 0.1", "width '1e39' is not a finite float32"),
         ("1.5 0.5 0.5 0.1 0.1", "class '1.5' is not a non-negative integer"),
         ("-1 0.5 0.5 0.1 0.1", "class '-1' is not a non-negative integer"),
         ("1e1 0.5 0.5 0.1 0.1", "class '1e1' is not a non-negative integer"),
-        ("0 0 0.5 0.1 0.1", "x_center is 0"),
-        ("0 0.000 0.5 0.1 0.1", "x_center is 0"),
+        ("0 0 0.5 0.1 0.1", "x_center '0' is 0 in float32"),
+        ("0 0.000 0.5 0.1 0.1", "x_center '0.000' is 0 in float32"),
+        ("0 1e-50 0.5 0.1 0.1", "x_center '1e-50' is 0 in float32"),
         ("0 0.5 0.5 0 0.1", "must both be positive"),
         ("0 0.5 0.5 0.1 -0.1", "must both be positive"),
     ],
