@@ -9,6 +9,7 @@ Environment switches, each echoed in the build summary:
   ``pydarknet_loss/_build_cuda.py``.
 """
 
+import functools
 import importlib.util
 import shutil
 import sys
@@ -47,6 +48,7 @@ def say(message):
     print(f"pydarknet_loss: {message}", file=sys.stderr)
 
 
+@functools.cache
 def prepare_tree():
     """Return the upstream tree to compile, fetching the pinned one if needed."""
     tree = build.source_tree()
