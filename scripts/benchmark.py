@@ -202,8 +202,16 @@ def bench_call_cost(rng, batch=16):
     return time_call(lambda: layer.forward(logits, truth, out=out), 2001)
 
 
-def bench_threads(rng, batch=16, threads=2):
-    """Return rows (grid, one-call s, split s) for a batch split across threads."""
+def bench_threads(rng, batch=16, threads=2, loop_seconds=2.0):
+    """Return rows (grid, one-call s, split s, loop speed-up) for a batch
+    split across threads.
+
+    The split is timed two ways: one call's halves handed to a thread pool
+    and joined, and each thread running its half in a loop against one
+    thread running the whole batch as often, for about ``loop_seconds``,
+    which leaves out the hand-off and smooths the noise of a shared
+    machine.
+    """
     rows = []
     with ThreadPoolExecutor(threads) as pool:
         for mask, grid, index in YOLOV3_LAYERS:
@@ -213,23 +221,34 @@ def bench_threads(rng, batch=16, threads=2):
             parts = [(np.ascontiguousarray(z), t) for z, t in parts]
             # Each thread reuses its buffers: page faults on fresh arrays
             # take a lock in the kernel that the two threads would share.
-            outs = {id(z): (np.empty_like(z), np.empty_like(z)) for z, _ in parts}
+            parts = [(z, t, (np.empty_like(z), np.empty_like(z))) for z, t in parts]
             whole_out = (np.empty_like(logits), np.empty_like(logits))
 
+            def run(part, repeats=1):
+                z, t, out = part
+                for _ in range(repeats):
+                    layer.forward(z, t, out=out)
+
             def split():
-                list(
-                    pool.map(
-                        lambda part: layer.forward(*part, out=outs[id(part[0])]),
-                        parts,
-                    )
-                )
+                list(pool.map(run, parts))
+
+            def whole():
+                layer.forward(logits, truth, out=whole_out)
 
             # Many repeats: on a shared two-core machine a single slow
             # repeat of either core skews a short median.
-            whole = time_call(
-                lambda: layer.forward(logits, truth, out=whole_out), THREAD_REPEATS
-            )
-            rows.append((grid, whole, time_call(split, THREAD_REPEATS)))
+            one = time_call(whole, THREAD_REPEATS)
+            halves = time_call(split, THREAD_REPEATS)
+
+            calls = max(10, round(loop_seconds / one))
+            start = time.perf_counter()
+            for _ in range(calls):
+                whole()
+            serial = time.perf_counter() - start
+            start = time.perf_counter()
+            list(pool.map(lambda part: run(part, calls), parts))
+            parallel = time.perf_counter() - start
+            rows.append((grid, one, halves, serial / parallel))
     return rows
 
 
@@ -313,10 +332,13 @@ def print_tables(speed, call_cost, threads, memory):
 
     print()
     print("(c) batch 16: one call against two threads of 8 images each, out= buffers")
-    print("| grid | one call s | two threads s | speed-up |")
-    print("| ---: | ---: | ---: | ---: |")
-    for grid, whole, split in threads:
-        print(f"| {grid} | {whole:.4f} | {split:.4f} | {whole / split:.2f}x |")
+    print("| grid | one call s | two threads s | speed-up | speed-up, looped |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for grid, whole, split, looped in threads:
+        print(
+            f"| {grid} | {whole:.4f} | {split:.4f} | {whole / split:.2f}x "
+            f"| {looped:.2f}x |"
+        )
 
     print()
     print("(d) peak RSS increase (VmHWM) for making the inputs and one forward pass,")
