@@ -236,8 +236,11 @@ def load_truth(
     ``max_boxes`` boxes after shuffling them, this raises when an image has
     too many boxes, and it neither shuffles nor augments the boxes.
     """
-    if max_boxes is not None and max_boxes < 0:
-        raise ValueError(f"max_boxes must be non-negative or None, got {max_boxes}")
+    if max_boxes is not None:
+        if isinstance(max_boxes, bool) or not isinstance(max_boxes, (int, np.integer)):
+            raise TypeError(f"max_boxes must be an integer or None, got {max_boxes!r}")
+        if max_boxes < 0:
+            raise ValueError(f"max_boxes must be non-negative or None, got {max_boxes}")
 
     source = pathlib.Path(source)
 
@@ -353,7 +356,8 @@ def _pad_truth(boxes_per_image: list[np.ndarray]) -> np.ndarray:
 
 def _read_text(path: pathlib.Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # utf-8-sig drops the byte order mark some editors write first.
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise LabelError(path, "label file not found") from None
     except IsADirectoryError:

@@ -419,3 +419,19 @@ def test_load_truth_list_invalid_label(tmp_path):
 
     assert raised.value.path == bad
     assert raised.value.line == 1
+
+
+def test_byte_order_mark_ignored(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeff3 0.5 0.5 0.2 0.3\n".encode("utf-8"))
+    truth, _ = load_truth(path)
+    assert truth.shape == (1, 1, 5)
+    assert truth[0, 0, 4] == 3
+
+
+@pytest.mark.parametrize("max_boxes", [float("nan"), "3", 2.0, True])
+def test_max_boxes_not_integer_rejected(tmp_path, max_boxes):
+    path = tmp_path / "a.txt"
+    path.write_text("3 0.5 0.5 0.2 0.3\n")
+    with pytest.raises(TypeError, match="max_boxes must be an integer"):
+        load_truth(path, max_boxes=max_boxes)
