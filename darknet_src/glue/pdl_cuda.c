@@ -101,13 +101,11 @@ static int run_layer(const pdl_params *p, float *input_gpu, const float *truth,
 {
     layer l;
     network net;
+    pdl_owned owned;
     float *scratch;
-    float *own_output;
-    float *own_delta;
-    float *own_cost;
     float layer_cost = 0;
     pdl_report report;
-    int i;
+    int status;
 
     /* forward_yolo_layer_gpu pulls the activated output into net.input. */
     scratch = malloc(count * sizeof(float));
@@ -120,56 +118,23 @@ static int run_layer(const pdl_params *p, float *input_gpu, const float *truth,
      */
     l = make_yolo_layer(p->batch, p->w, p->h, p->n, p->total, (int *)p->mask,
                         p->classes);
-    own_output = l.output;
-    own_delta = l.delta;
-    own_cost = l.cost;
-    if (!l.biases || !own_cost || !own_output || !own_delta) {
-        free(l.biases);
-        free(l.bias_updates);
-        free(own_output);
-        free(own_delta);
-        free(own_cost);
-        cudaFree(l.output_gpu);
-        cudaFree(l.delta_gpu);
-        free(scratch);
-        return PDL_ENOMEM;
+    status = pdl_adopt_buffers(&l, p, output, delta, &layer_cost, &owned);
+    if (status == PDL_OK) {
+        net = pdl_make_network(p, scratch, truth);
+        net.input_gpu = input_gpu;
+
+        memset(&report, 0, sizeof(report));
+        pdl_capture(&report);
+        forward_yolo_layer_gpu(l, net);
+        pdl_capture(NULL);
+        status = pdl_take_report(p, &report, layer_cost, cost, stats);
     }
-    for (i = 0; i < 2 * p->total; ++i) l.biases[i] = p->anchors[i];
-    l.max_boxes = p->max_boxes;
-    l.ignore_thresh = p->ignore_thresh;
-    l.truth_thresh = p->truth_thresh;
-    l.output = output;
-    l.delta = delta;
-    l.cost = &layer_cost;
-
-    memset(&net, 0, sizeof(net));
-    net.input = scratch;
-    net.input_gpu = input_gpu;
-    net.truth = (float *)truth;
-    net.train = p->train;
-    net.w = p->net_w;
-    net.h = p->net_h;
-    net.index = p->index;
-
-    memset(&report, 0, sizeof(report));
-    pdl_capture(&report);
-    forward_yolo_layer_gpu(l, net);
-    pdl_capture(NULL);
 
     cudaFree(l.output_gpu);
     cudaFree(l.delta_gpu);
-    free(l.biases);
-    free(l.bias_updates);
-    free(own_output);
-    free(own_delta);
-    free(own_cost);
+    pdl_free_layer(&l, &owned);
     free(scratch);
-
-    if (!p->train) return PDL_OK;
-    if (report.n_lines != 1 || report.n_values != 8) return PDL_EREPORT;
-    *cost = layer_cost;
-    pdl_read_stats(&report, stats);
-    return PDL_OK;
+    return status;
 }
 
 static int forward_gpu(const pdl_params *p, const float *input, int on_device,

@@ -41,6 +41,62 @@ void pdl_read_stats(const pdl_report *report, pdl_stats *stats)
     stats->count = (int)report->values[7];
 }
 
+int pdl_adopt_buffers(layer *l, const pdl_params *p, float *output,
+                      float *delta, float *cost, pdl_owned *owned)
+{
+    int i;
+
+    owned->output = l->output;
+    owned->delta = l->delta;
+    owned->cost = l->cost;
+    if (!l->biases || !owned->output || !owned->delta || !owned->cost)
+        return PDL_ENOMEM;
+
+    for (i = 0; i < 2 * p->total; ++i) l->biases[i] = p->anchors[i];
+    l->batch = p->batch;
+    l->max_boxes = p->max_boxes;
+    l->ignore_thresh = p->ignore_thresh;
+    l->truth_thresh = p->truth_thresh;
+    l->output = output;
+    l->delta = delta;
+    l->cost = cost;
+    return PDL_OK;
+}
+
+void pdl_free_layer(layer *l, pdl_owned *owned)
+{
+    free(l->biases);
+    free(l->bias_updates);
+    free(owned->output);
+    free(owned->delta);
+    free(owned->cost);
+}
+
+network pdl_make_network(const pdl_params *p, float *input,
+                         const float *truth)
+{
+    network net;
+
+    memset(&net, 0, sizeof(net));
+    net.input = input;
+    net.truth = (float *)truth;
+    net.train = p->train;
+    net.w = p->net_w;
+    net.h = p->net_h;
+    net.index = p->index;
+    return net;
+}
+
+int pdl_take_report(const pdl_params *p, const pdl_report *report,
+                    float layer_cost, float *cost, pdl_stats *stats)
+{
+    if (!p->train) return PDL_OK;
+    if (report->n_lines != 1 || report->n_values != 8) return PDL_EREPORT;
+    *cost = layer_cost;
+    pdl_read_stats(report, stats);
+    return PDL_OK;
+}
+
 /* A -DGPU build gets pdl_forward from pdl_cuda.c: its forward_yolo_layer skips
  * the logistic activation that forward_yolo_layer_gpu runs on the device. */
 #ifndef GPU
@@ -49,12 +105,10 @@ int pdl_forward(const pdl_params *p, const float *input, const float *truth,
 {
     layer l;
     network net;
-    float *own_output;
-    float *own_delta;
-    float *own_cost;
+    pdl_owned owned;
     float layer_cost = 0;
     pdl_report report;
-    int i;
+    int status;
 
     if (!pdl_valid_params(p) || (p->train && !truth)) return PDL_EINVAL;
 
@@ -65,49 +119,19 @@ int pdl_forward(const pdl_params *p, const float *input, const float *truth,
      */
     l = make_yolo_layer(1, p->w, p->h, p->n, p->total, (int *)p->mask,
                         p->classes);
-    own_output = l.output;
-    own_delta = l.delta;
-    own_cost = l.cost;
-    if (!l.biases || !own_cost) {
-        free(l.biases);
-        free(l.bias_updates);
-        free(own_output);
-        free(own_delta);
-        free(own_cost);
-        return PDL_ENOMEM;
+    status = pdl_adopt_buffers(&l, p, output, delta, &layer_cost, &owned);
+    if (status != PDL_OK) {
+        pdl_free_layer(&l, &owned);
+        return status;
     }
-    for (i = 0; i < 2 * p->total; ++i) l.biases[i] = p->anchors[i];
-    l.batch = p->batch;
-    l.max_boxes = p->max_boxes;
-    l.ignore_thresh = p->ignore_thresh;
-    l.truth_thresh = p->truth_thresh;
-    l.output = output;
-    l.delta = delta;
-    l.cost = &layer_cost;
-
-    memset(&net, 0, sizeof(net));
-    net.input = (float *)input;
-    net.truth = (float *)truth;
-    net.train = p->train;
-    net.w = p->net_w;
-    net.h = p->net_h;
-    net.index = p->index;
+    net = pdl_make_network(p, (float *)input, truth);
 
     memset(&report, 0, sizeof(report));
     pdl_capture(&report);
     forward_yolo_layer(l, net);
     pdl_capture(NULL);
 
-    free(l.biases);
-    free(l.bias_updates);
-    free(own_output);
-    free(own_delta);
-    free(own_cost);
-
-    if (!p->train) return PDL_OK;
-    if (report.n_lines != 1 || report.n_values != 8) return PDL_EREPORT;
-    *cost = layer_cost;
-    pdl_read_stats(&report, stats);
-    return PDL_OK;
+    pdl_free_layer(&l, &owned);
+    return pdl_take_report(p, &report, layer_cost, cost, stats);
 }
 #endif
