@@ -125,6 +125,19 @@ def _numpy_stats(stats):
     }
 
 
+def derivation_options(layer):
+    """Return ``yolo_loss`` keyword arguments for the options of ``layer``."""
+    return dict(
+        anchors=layer.anchors,
+        mask=layer.mask,
+        net_w=layer.net_w,
+        net_h=layer.net_h,
+        ignore_thresh=layer.ignore_thresh,
+        truth_thresh=layer.truth_thresh,
+        max_boxes=layer.max_boxes,
+    )
+
+
 def check_layer(layer: YoloLayer, logits, truth):
     """Compare Darknet's delta on ``layer`` with both readings' gradients.
 
@@ -144,15 +157,7 @@ def check_layer(layer: YoloLayer, logits, truth):
     """
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     result = layer.forward(logits, truth)
-    options = dict(
-        anchors=layer.anchors,
-        mask=layer.mask,
-        net_w=layer.net_w,
-        net_h=layer.net_h,
-        ignore_thresh=layer.ignore_thresh,
-        truth_thresh=layer.truth_thresh,
-        max_boxes=layer.max_boxes,
-    )
+    options = derivation_options(layer)
     bce = yolo_loss(logits, truth, xy_loss="bce", **options)
     mse = yolo_loss(logits, truth, xy_loss="mse", **options)
     delta = result.delta.astype(np.float64)

@@ -26,24 +26,15 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from pydarknet_loss._build import UPSTREAM_CFLAGS
+
 # Backend names become folder names and appear in reports.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RESERVED_NAMES = ("reference",)
 
-# The upstream Makefile's compile flags (-Ofast on compile lines only: gcc
-# links crtfastmath.o, which sets flush-to-zero process-wide, into a
-# shared object linked with -Ofast).  Hidden visibility keeps the fork's
-# symbols inside the library.
-FORK_CFLAGS = (
-    "-Wall",
-    "-Wno-unused-result",
-    "-Wno-unknown-pragmas",
-    "-Wfatal-errors",
-    "-fPIC",
-    "-Ofast",
-    "-UNDEBUG",
-    "-fvisibility=hidden",
-)
+# The same upstream Makefile flags as the reference module: -Ofast on
+# compile lines only, hidden visibility for the fork's own symbols.
+FORK_CFLAGS = tuple(UPSTREAM_CFLAGS)
 GLUE_CFLAGS = ("-std=gnu11", "-fPIC", "-O2", "-fvisibility=hidden")
 
 # Only the prefixed API leaves the library, whatever the fork marks public.

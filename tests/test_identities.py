@@ -11,25 +11,13 @@ import pytest
 
 from conftest import random_truth
 from pydarknet_loss import YoloLayer
-from pydarknet_loss.check import seeded_logits
+from pydarknet_loss.check import derivation_options, seeded_logits
 from pydarknet_loss.cli import default_cfg
 from pydarknet_loss.cfg import read_yolo_layers
 from pydarknet_loss.derivation import yolo_loss
 
 TOLERANCE = 2e-5
 YOLOV3 = read_yolo_layers(default_cfg())
-
-
-def derivation_options(layer):
-    return dict(
-        anchors=layer.anchors,
-        mask=layer.mask,
-        net_w=layer.net_w,
-        net_h=layer.net_h,
-        ignore_thresh=layer.ignore_thresh,
-        truth_thresh=layer.truth_thresh,
-        max_boxes=layer.max_boxes,
-    )
 
 
 def run_both(layer, logits, truth):
