@@ -177,7 +177,7 @@ class BuildExt(build_ext):
             self.compiler, self.tree, self.build_temp
         )
         # setuptools relinks only when a source or dependency is newer
-        # than the module; upstream objects are not sources to it, so a
+        # than the module.  Upstream objects are not sources to it, so a
         # tree named by DARKNET_SRC would otherwise leave an old link.
         ext.depends = list(ext.depends) + ext.extra_objects
         ext.extra_compile_args = build.GLUE_CFLAGS

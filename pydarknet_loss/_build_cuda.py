@@ -3,13 +3,13 @@
 Standard library only: ``setup.py`` loads this file by path.  Environment
 switches, each echoed in the build summary:
 
-- ``PYDARKNET_CUDA``: ``0`` builds the CPU module only, ``1`` fails the
-  build when the CUDA module cannot be built; unset, the CUDA module is
+- ``PYDARKNET_CUDA``: ``0`` builds the CPU module only.  ``1`` fails the
+  build when the CUDA module cannot be built.  Unset, the CUDA module is
   built when nvcc, cuBLAS and cuRAND are found.
 - ``PYDARKNET_CUDA_ARCHS``: GPU targets, ``sm_XX`` for machine code and
   ``compute_XX`` for PTX, separated by commas or spaces.
 - ``PYDARKNET_CUDA_LIBS``: a folder with ``include/`` and ``lib/`` that
-  holds cuBLAS and cuRAND, such as ``site-packages/nvidia/cu13``.
+  contains cuBLAS and cuRAND, such as ``site-packages/nvidia/cu13``.
 
 nvcc is looked up on ``PATH``, then under ``CUDA_HOME``, then in
 ``/usr/local/cuda``.  cuBLAS and cuRAND come from the toolkit when it has
@@ -39,7 +39,7 @@ MATH_LIBRARIES = {"cublas": "cublas_v2.h", "curand": "curand.h"}
 
 
 class CudaUnavailable(Exception):
-    """The CUDA module cannot be built here; the message says why."""
+    """The CUDA module cannot be built here, for the reason in the message."""
 
 
 @dataclass

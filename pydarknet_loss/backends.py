@@ -8,7 +8,7 @@ call and keeps each library's symbols local, so any number of backends
 run side by side in one process.
 
 Every backend's layer goes through the reference layer's input checks,
-so a fork's code never sees truth that would make it index out of
+so a fork's code never receives truth that would make it index out of
 bounds, run a shell command or abort.
 """
 
@@ -293,7 +293,7 @@ class BackendLayer(YoloLayer):
     the fork's ``truth_size`` values (a sixth is AlexeyAB's track id,
     default 0).
 
-    ``stats`` holds the values of the fork's statistics line.  AlexeyAB's
+    ``stats`` contains the values of the fork's statistics line.  AlexeyAB's
     and hank-ai's line has only ``region``, ``avg_iou`` and ``count``, so
     ``avg_class``, ``avg_obj``, ``avg_no_obj``, ``recall50`` and
     ``recall75`` are NaN.  When no truth is matched, these forks print

@@ -223,8 +223,8 @@ def seeded_logits(options, truth, seed):
 
     Every entry starts as a standard normal draw.  For each truth, the
     anchors of this layer in the truth's cell are then given the truth's
-    box, with noise, so that the responsible anchor has a good but not
-    perfect prediction and the other anchors overlap the truth by more
+    box, with noise.  The responsible anchor so has a good but not
+    perfect prediction, and the other anchors overlap the truth by more
     than ``ignore_thresh`` and are ignored.  Far from the truths, the
     entries stay random and train toward no object.
 

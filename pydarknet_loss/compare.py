@@ -10,10 +10,11 @@ delta, the largest difference and the first entry over the tolerance.
 Components are read from the channel layout ``[batch, n*(5+classes), h,
 w]``: x, y, w and h are channels 0 to 3 of each anchor, classes the
 channels from 5 on.  The objectness channel is split by the sign of the
-delta: a positive delta pushes objectness toward 1, which Darknet does
-only for a prediction responsible for a truth (``objectness``); every
-other objectness entry is ``no_object``.  An entry counts as responsible
-when either backend's delta there is positive.
+delta.  A positive delta pushes objectness toward 1, which Darknet does
+only for a prediction responsible for a truth, so such entries are
+``objectness``.  Every other objectness entry is ``no_object``.  An
+entry counts as responsible when either backend's delta there is
+positive.
 """
 
 import json
@@ -337,7 +338,7 @@ class Difference:
 
 @dataclass
 class ComponentReport:
-    """How one component differs over all cases."""
+    """The difference of one component over all cases."""
 
     name: str
     entries: int = 0

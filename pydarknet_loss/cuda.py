@@ -53,7 +53,7 @@ def load_module():
             "pydarknet_loss was built without its CUDA module: reinstall it "
             "where nvcc is found, with cuBLAS and cuRAND in the toolkit or from "
             "'pip install nvidia-cublas nvidia-curand'; the build output line "
-            "'pydarknet_loss: building the CPU module only' says why "
+            "'pydarknet_loss: building the CPU module only' gives the reason "
             f"({error})"
         ) from error
 

@@ -9,9 +9,9 @@ layers at 608x608 with seeded logits and 10 to 30 truth boxes per image:
 
 (a) the binding's ``YoloLayer.forward`` against ``scripts/bench_driver.c``,
     a C program linked with the same upstream objects, built with the
-    same flags by ``pydarknet_loss/_build.py``;
-(b) the binding against ``pydarknet_loss.derivation.yolo_loss``;
-(c) one batch split across two threads against one call;
+    same flags by ``pydarknet_loss/_build.py``.
+(b) the binding against ``pydarknet_loss.derivation.yolo_loss``.
+(c) one batch split across two threads against one call.
 (d) peak resident memory of a forward pass, in a fresh process per case,
     against the size of the logits.
 
@@ -206,11 +206,11 @@ def bench_threads(rng, batch=16, threads=2, loop_seconds=2.0):
     """Return rows (grid, one-call s, split s, loop speed-up) for a batch
     split across threads.
 
-    The split is timed two ways: one call's halves handed to a thread pool
-    and joined, and each thread running its half in a loop against one
-    thread running the whole batch as often, for about ``loop_seconds``,
-    which leaves out the hand-off and smooths the noise of a shared
-    machine.
+    The split is timed two ways.  First, one call's halves are handed to
+    a thread pool and joined.  Second, each thread runs its half in a
+    loop for about ``loop_seconds``, against one thread running the whole
+    batch as often.  The loop leaves out the hand-off and smooths the
+    noise of a shared machine.
     """
     rows = []
     with ThreadPoolExecutor(threads) as pool:

@@ -27,8 +27,8 @@ def yolov3_layer(position, classes=80, **options):
 def random_truth(rng, batch, k, classes=80):
     """Return truth rows with centres inside the image.
 
-    Sizes are log-uniform in [0.01, 0.9], so that every YOLOv3 layer
-    holds the best anchor of some truths.
+    Sizes are log-uniform in [0.01, 0.9], so that some truths have their
+    best anchor in each YOLOv3 layer.
     """
     truth = np.zeros((batch, k, 5), dtype=np.float32)
     truth[:, :, 0:2] = rng.uniform(0.01, 0.99, size=(batch, k, 2))

@@ -3,10 +3,10 @@
  *
  * Debian builds its darknet package from the same upstream commit with
  * the upstream Makefile, so this is an independent build of the code the
- * package compiles.  Input file: int32 batch, w, h, n, total, classes,
- * net_w, net_h, max_boxes; float32 ignore_thresh, truth_thresh; then
- * n int32 mask, 2*total float32 anchors, the logits and the truth
- * (batch * 90 * 5).  Output file: output, delta, cost.  The statistics
+ * package compiles.  The input file contains, in order: int32 batch, w, h,
+ * n, total, classes, net_w, net_h and max_boxes, float32 ignore_thresh
+ * and truth_thresh, n int32 mask entries, 2*total float32 anchors, the
+ * logits, and the truth (batch * 90 * 5).  Output file: output, delta, cost.  The statistics
  * line goes to stdout, as upstream prints it.
  */
 #include <stdio.h>

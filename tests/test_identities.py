@@ -1,9 +1,9 @@
 """Darknet's delta against the independent numpy derivations.
 
-The identities the package exists to show: Darknet's delta is minus the
-gradient of the BCE reading of the YOLOv3 loss on every entry, and the
-MSE-after-sigmoid reading's x, y gradient differs from it by exactly the
-sigmoid's derivative s(z)(1 - s(z)).
+These are the identities the package exists to show.  Darknet's delta
+is minus the gradient of the BCE reading of the YOLOv3 loss on every
+entry.  The MSE-after-sigmoid reading's x, y gradient differs from it
+by exactly the sigmoid's derivative s(z)(1 - s(z)).
 """
 
 import numpy as np

@@ -2,9 +2,9 @@
  * GPU build of the glue: runs upstream forward_yolo_layer_gpu.
  *
  * Compiled with -DGPU only.  Upstream's check_error asserts and exits on
- * any CUDA failure, so every CUDA call that can fail for reasons outside
+ * any CUDA failure.  So every CUDA call that can fail for reasons outside
  * the project's control (no device, no driver, a foreign pointer, too
- * little memory) is made here first, and reported as a status code.
+ * little memory) is made here first and reported as a status code.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +53,7 @@ int pdl_cuda_device_count(void)
     return count;
 }
 
-/* Return the device that holds pointer, or -1 when it is not device memory. */
+/* Return the device whose memory pointer is in, or -1 for host memory. */
 static int device_of(const float *pointer, int *status)
 {
     struct cudaPointerAttributes attributes;

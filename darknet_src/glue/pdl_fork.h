@@ -18,7 +18,7 @@
 
 /*
  * One [yolo] option that the flavour's parser reads.  choices is NULL
- * for a number; otherwise it lists the accepted words, comma-separated,
+ * for a number.  Otherwise it lists the accepted words, comma-separated,
  * and the option's value is the index of a word in that list.
  */
 typedef struct {
@@ -43,9 +43,9 @@ PDL_EXPORT int pdl_fork_options(const pdl_option **table);
 /*
  * Run the fork's forward_yolo_layer on batch images.
  *
- * values holds one number per option, in the table's order; the
+ * values contains one number per option, in the table's order.  The
  * ignore_thresh and truth_thresh fields of params are not read.  truth
- * holds batch * rows * truth_size floats, where rows is
+ * contains batch * rows * truth_size floats, where rows is
  * pdl_fork_truth_rows() or, when that is 0, params->max_boxes.
  * *has_stats is set to 1 when stats were filled.
  */

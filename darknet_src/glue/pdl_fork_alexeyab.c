@@ -261,7 +261,7 @@ int pdl_fork_forward(const pdl_params *p, const double *values,
 
     /*
      * This flavour's layer keeps per-image label buffers, so it is made
-     * for the whole batch; its own output and delta are set aside for
+     * for the whole batch.  Its own output and delta are set aside for
      * the caller's buffers, which forward writes in place.
      */
     l = make_yolo_layer(p->batch, p->w, p->h, p->n, p->total, (int *)p->mask,

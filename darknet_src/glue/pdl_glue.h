@@ -57,9 +57,9 @@ enum {
 /*
  * Run upstream forward_yolo_layer on batch images.
  *
- * input, output and delta hold batch * n * (5 + classes) * h * w floats;
- * truth holds batch * PDL_TRUTH_ROWS * PDL_TRUTH_SIZE floats and may be
- * NULL when train is 0.  input and truth are only read.
+ * input, output and delta contain batch * n * (5 + classes) * h * w
+ * floats.  truth contains batch * PDL_TRUTH_ROWS * PDL_TRUTH_SIZE floats
+ * and may be NULL when train is 0.  input and truth are only read.
  */
 int pdl_forward(const pdl_params *params, const float *input,
                 const float *truth, float *output, float *delta,

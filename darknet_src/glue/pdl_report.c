@@ -21,9 +21,9 @@ static void store(double value)
 
 /*
  * Walk the format the way printf would and keep the numeric arguments.
- * Only the conversions that upstream's report lines use are read
- * (d, i, u, f, e, g and their long forms); a string or pointer argument
- * is consumed and dropped so that later numbers stay aligned.
+ * Only the conversions that upstream's report lines use are read: d, i,
+ * u, f, e, g and their long forms.  A string or pointer argument is
+ * consumed and dropped, so that later numbers stay aligned.
  */
 static void capture(const char *format, va_list args)
 {
